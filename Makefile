@@ -1,0 +1,36 @@
+# Two commands: `make run` (the pipeline end to end on embedded defaults) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+.PHONY: run test bench up down kafka-up kafka-down clean lint
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "==> creating $(VENV) and installing pinned requirements (first run only, ~1-2 min)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt
+	@$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+run: $(BIN)/.installed
+	@$(BIN)/metrify run
+
+test: $(BIN)/.installed
+	@$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	@$(BIN)/python -m metrify.bench
+
+kafka-up: $(BIN)/.installed
+	@$(BIN)/metrify kafka up
+
+kafka-down: $(BIN)/.installed
+	@$(BIN)/metrify kafka down
+
+clean:
+	-@test -x $(BIN)/metrify && $(BIN)/metrify kafka down
+	rm -rf .metrify

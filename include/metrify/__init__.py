@@ -1,0 +1,1 @@
+"""Metrify: a smart-meter data platform on Apache Airflow."""

@@ -1,0 +1,72 @@
+"""The environment every local Airflow process gets (`metrify run`, the tests, `make up`).
+
+Airflow reads connections from `AIRFLOW_CONN_<ID>` variables, so the embedded broker's address
+and the local lake reach tasks through the same connection ids production uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from metrify import kafka
+from metrify.settings import PROJECT_ROOT, Settings, load_settings
+
+BIN = Path(sys.executable).parent
+
+
+def connections(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Airflow connections for the embedded stand-ins, keyed by connection id."""
+    conns: dict[str, dict[str, Any]] = {}
+    if kafka.read_broker(settings):
+        conns[settings.kafka_conn_id] = {"conn_type": "kafka", "extra": kafka.embedded_connection_extra(settings)}
+    return conns
+
+
+def environment(settings: Settings | None = None, extra_connections: dict[str, dict[str, Any]] | None = None
+                ) -> dict[str, str]:
+    settings = settings or load_settings()
+    home = settings.airflow_home
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
+        "METRIFY_HOME": str(settings.home),
+        "METRIFY_LAKE_URL": settings.lake_url,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    for conn_id, conn in {**connections(settings), **(extra_connections or {})}.items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+    return env
+
+
+def airflow(*args: str, settings: Settings | None = None, check: bool = True,
+            extra_connections: dict[str, dict[str, Any]] | None = None,
+            capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the `airflow` CLI of this virtualenv with the local environment."""
+    return subprocess.run(
+        [str(BIN / "airflow"), *args], env=environment(settings, extra_connections), check=check,
+        text=True, capture_output=capture,
+    )
+
+
+def ensure_db(settings: Settings | None = None) -> None:
+    """Create or upgrade the local metadata database (a no-op when it is current)."""
+    settings = settings or load_settings()
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    marker = settings.airflow_home / ".migrated"
+    if marker.exists():
+        return
+    airflow("db", "migrate", settings=settings, capture=True)
+    marker.touch()
