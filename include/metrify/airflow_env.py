@@ -51,12 +51,16 @@ def environment(settings: Settings | None = None, extra_connections: dict[str, d
     return env
 
 
+def airflow_command(*args: str) -> list[str]:
+    return [str(BIN / "airflow"), *args]
+
+
 def airflow(*args: str, settings: Settings | None = None, check: bool = True,
             extra_connections: dict[str, dict[str, Any]] | None = None,
             capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the `airflow` CLI of this virtualenv with the local environment."""
     return subprocess.run(
-        [str(BIN / "airflow"), *args], env=environment(settings, extra_connections), check=check,
+        airflow_command(*args), env=environment(settings, extra_connections), check=check,
         text=True, capture_output=capture,
     )
 

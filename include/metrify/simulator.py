@@ -231,15 +231,20 @@ def simulate(options: SimulationOptions) -> Simulation:
         }
     )
     frame, labels, conflicts = _inject_anomalies(frame, registry, n_ts, options.anomaly_rate, rng)
-    frame["current"] = np.round(
-        np.maximum(frame["consumption_kwh"].abs(), frame["export_kwh"]) * 4000 / (frame["voltage"] * frame["power_factor"]), 3)
-    frame = frame[["meter_id", "reading_ts", "consumption_kwh", "export_kwh", "voltage", "current",
-                   "power_factor", "frequency", "temperature", "humidity"]]
+    columns = ["meter_id", "reading_ts", "consumption_kwh", "export_kwh", "voltage", "current",
+               "power_factor", "frequency", "temperature", "humidity"]
+    frame, conflicts = (_with_current(f)[columns] for f in (frame, conflicts))
     keys, values, counts = _messages(frame, conflicts, options, rng)
     counts.update({"meters": n_meters, "intervals": n_ts, "readings": len(frame),
                    "anomaly_labels": len(labels), "window_start": start.isoformat(), "window_end": end.isoformat(),
                    "seed": options.seed})
     return Simulation(registry, frame.reset_index(drop=True), labels, keys, values, counts)
+
+
+def _with_current(frame: pd.DataFrame) -> pd.DataFrame:
+    """Current in A from the interval's average power: I = P / (V * pf)."""
+    power_w = np.maximum(frame["consumption_kwh"].abs(), frame["export_kwh"]) * 4000
+    return frame.assign(current=np.round(power_w / (frame["voltage"] * frame["power_factor"]), 3))
 
 
 def _inject_anomalies(frame: pd.DataFrame, registry: pd.DataFrame, n_ts: int, rate: float,
