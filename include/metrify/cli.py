@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -88,35 +87,27 @@ def lake_summary(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run_dag(dag_id: str, settings: Settings, logical_date: str | None = None) -> Path:
-    """`airflow dags test` one DAG with the local environment; output goes to a log file."""
-    from metrify.airflow_env import airflow_command, environment
+def run_dag(dag_id: str, settings: Settings) -> None:
+    """Run one DAG locally, printing progress while it works; exits with its log tail on failure."""
+    from metrify.airflow_env import dags_test
 
-    log_dir = settings.home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{dag_id}.log"
-    args = ["dags", "test", dag_id] + ([logical_date] if logical_date else [])
+    log_path = settings.home / "logs" / f"{dag_id}.log"
     started = time.monotonic()
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(airflow_command(*args), env=environment(settings), stdout=log_file,
-                                   stderr=subprocess.STDOUT, text=True)
-        stop = threading.Event()
+    stop = threading.Event()
 
-        def ticker() -> None:
-            while not stop.wait(5):
-                _say(f"      ... {dag_id} running for {time.monotonic() - started:.0f} s (log: {log_path})")
+    def ticker() -> None:
+        while not stop.wait(5):
+            _say(f"      ... {dag_id} running for {time.monotonic() - started:.0f} s (log: {log_path})")
 
-        thread = threading.Thread(target=ticker, daemon=True)
-        thread.start()
-        code = process.wait()
+    threading.Thread(target=ticker, daemon=True).start()
+    try:
+        ok = dags_test(dag_id, log_path, settings)
+    finally:
         stop.set()
-    text = log_path.read_text()
-    failed = code != 0 or "state=failed" in text.replace(" ", "") or "DagRunState.FAILED" in text
-    if failed:
-        tail = "\n".join(text.splitlines()[-40:])
-        raise SystemExit(f"DAG {dag_id} failed (exit {code}); last lines of {log_path}:\n{tail}")
+    if not ok:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        raise SystemExit(f"DAG {dag_id} failed; last lines of {log_path}:\n{tail}")
     _say(f"      {dag_id} succeeded in {time.monotonic() - started:.0f} s (log: {log_path})")
-    return log_path
 
 
 def cmd_run(args: argparse.Namespace) -> None:
