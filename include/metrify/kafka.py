@@ -34,11 +34,11 @@ CONSUMER_OVERRIDES: dict[str, Any] = {
     "enable.partition.eof": False,
     "auto.offset.reset": "earliest",
 }
+# Bounded prefetch: librdkafka queues at most this much per consumer ahead of the drain, so
+# memory follows the batch size, not the backlog.
 CONSUMER_DEFAULTS: dict[str, Any] = {
-    "fetch.max.bytes": 64 << 20,
-    "max.partition.fetch.bytes": 16 << 20,
-    "queued.max.messages.kbytes": 256 << 10,
-    "fetch.wait.max.ms": 100,
+    "queued.max.messages.kbytes": 32 * 1024,
+    "fetch.wait.max.ms": 10,
 }
 
 
