@@ -181,6 +181,12 @@ def partitions(config: dict[str, Any], topic: str, timeout: float = 10.0) -> lis
     consumer = Consumer(config)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaException(
+            f"Kafka broker unreachable at {config.get('bootstrap.servers')} (no metadata for topic "
+            f"{topic!r} within {timeout:.0f} s: {exc.args[0]}). Check the broker and the connection's "
+            "bootstrap.servers; see RUNBOOK.md#broker-down"
+        ) from exc
     finally:
         consumer.close()
     info = metadata.topics.get(topic)
