@@ -196,7 +196,7 @@ class HttpClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             return error.retry_after
-        return wait_exponential_jitter(initial=self.backoff_base, max=self.backoff_max,
+        return wait_exponential_jitter(multiplier=self.backoff_base, max=self.backoff_max,
                                        jitter=self.backoff_base)(state)
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -213,7 +213,7 @@ class HttpClient:
             response = self.session.request(method, self.endpoint.base_url + path, params=params, data=data,
                                             headers=dict(headers or {}), timeout=self.timeout)
         except requests.Timeout:
-            raise TransientError(f"{where} timed out after {self.timeout[1]:.0f} s", conn_id=conn_id) from None
+            raise TransientError(f"{where} timed out after {self.timeout[1]:g} s", conn_id=conn_id) from None
         except requests.ConnectionError as exc:
             kind = type(exc).__name__
             raise TransientError(f"{where} could not connect ({kind}); is the host right and the service up?",
@@ -223,29 +223,29 @@ class HttpClient:
         status = response.status_code
         if status in accept:
             return response
-        body = _snippet(response)
+        full = response.text[:100_000] if response.text else ""
         if self.endpoint.secret:
-            body = body.replace(self.endpoint.secret, "***")
+            full = full.replace(self.endpoint.secret, "***")
+        body = _snippet(full)
         if status in (401, 403):
             raise AuthError(
                 f"{where} was refused with HTTP {status}: the credentials are wrong, expired or lack access. "
                 f"Fix the key/token in Airflow connection '{conn_id}' (password or extra) and clear the task. "
-                f"Server said: {body}", conn_id=conn_id, status=status, body=body)
+                f"Server said: {body}", conn_id=conn_id, status=status, body=full)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.max_retry_after:
                 raise HttpError(
                     f"{where} is rate limited (HTTP 429) and asks to wait {retry_after:.0f} s, more than "
                     f"max_retry_after={self.max_retry_after:.0f} s; failing so that Airflow retries later",
-                    conn_id=conn_id, status=status, body=body)
+                    conn_id=conn_id, status=status, body=full)
             raise RateLimitedError(f"{where} is rate limited (HTTP 429, Retry-After {retry_after})",
-                                   conn_id=conn_id, retry_after=retry_after, body=body)
+                                   conn_id=conn_id, retry_after=retry_after, body=full)
         if status in RETRYABLE_STATUS:
-            raise TransientError(f"{where} answered HTTP {status}: {body}", conn_id=conn_id, status=status, body=body)
-        raise ClientError(f"{where} answered HTTP {status}: {body}", conn_id=conn_id, status=status, body=body)
+            raise TransientError(f"{where} answered HTTP {status}: {body}", conn_id=conn_id, status=status, body=full)
+        raise ClientError(f"{where} answered HTTP {status}: {body}", conn_id=conn_id, status=status, body=full)
 
 
-def _snippet(response: requests.Response, limit: int = 300) -> str:
-    text = response.text or ""
+def _snippet(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text[:limit] + ("…" if len(text) > limit else "")
