@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -571,3 +576,90 @@ def start_fakes(seed: int = 42, anchor: datetime | None = None, client_extra: di
     extra = {"timeout": 10, "connect_timeout": 3, "attempts": 4, "backoff_base": 0.5, "backoff_max": 10}
     extra.update(client_extra or {})
     return FakeStack(servers, extra)
+
+
+# --- a long-lived process for `airflow standalone` / `make up` ---------------------------------
+
+STATE_FILE = "fakes.json"
+
+
+def state_file(home: Path) -> Path:
+    return home / "fakes" / STATE_FILE
+
+
+def read_fakes(home: Path) -> dict[str, Any] | None:
+    """The running fake-API process's {pid, connections}, or None if none is running."""
+    path = state_file(home)
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        pass
+    return info
+
+
+def serve(home: Path, seed: int = 42, anchor: datetime | None = None) -> None:
+    """Run the fakes in this process until SIGTERM/SIGINT, publishing their connections in
+    `<home>/fakes/fakes.json` (mode 0600: it holds the embedded, random keys)."""
+    stack = start_fakes(seed=seed, anchor=anchor)
+    path = state_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": os.getpid(), "seed": seed, "anchor": anchor.isoformat() if anchor else None,
+                   "connections": stack.connections}, handle)
+    os.replace(tmp, path)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    while not stopping.wait(0.5):
+        pass
+    stack.stop()
+    path.unlink(missing_ok=True)
+
+
+def up(home: Path, seed: int = 42, anchor: datetime | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Start `python -m metrify.fakes serve` in the background (idempotent); return its state."""
+    running = read_fakes(home)
+    if running:
+        return running
+    state_file(home).parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(state_file(home).parent / "fakes.log", "ab")
+    args = [sys.executable, "-m", "metrify.fakes", "serve", "--home", str(home), "--seed", str(seed)]
+    if anchor:
+        args += ["--anchor", anchor.isoformat()]
+    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_fakes(home)
+        if info and info["pid"] == process.pid:
+            return info
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"fake APIs did not start within {timeout:.0f} s; see {state_file(home).parent / 'fakes.log'}")
+
+
+def down(home: Path, timeout: float = 10.0) -> bool:
+    """Stop the background fakes; False if none was running."""
+    info = read_fakes(home)
+    if not info:
+        return False
+    os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    state_file(home).unlink(missing_ok=True)
+    return True
