@@ -6,9 +6,9 @@ import json
 
 import requests
 
-from metrify import fakes
+from metrify import fakes as fake_apis
 from metrify.fakes import CONNECTION_IDS
-from tests.gridweather import clean_fakes, fakes as fakes_fixture  # noqa: F401
+from tests.gridweather import clean_fakes, fakes  # noqa: F401
 
 
 def test_fakes_answer_auth_errors_like_the_real_apis(clean_fakes) -> None:
@@ -31,7 +31,7 @@ def test_connections_carry_random_keys_in_the_password(clean_fakes) -> None:
     assert set(conns) == set(CONNECTION_IDS.values())
     assert all(c["conn_type"] == "http" and c["host"] == "127.0.0.1" for c in conns.values())
     assert "password" not in conns["brightsky_api"], "Bright Sky needs no key"
-    again = fakes.start_fakes()
+    again = fake_apis.start_fakes()
     try:
         assert again.connections["entsoe_api"]["password"] != conns["entsoe_api"]["password"]
     finally:
@@ -39,9 +39,9 @@ def test_connections_carry_random_keys_in_the_password(clean_fakes) -> None:
 
 
 def test_background_process_up_and_down(tmp_path) -> None:
-    info = fakes.up(tmp_path)
+    info = fake_apis.up(tmp_path)
     try:
-        assert fakes.up(tmp_path)["pid"] == info["pid"], "up is idempotent"
+        assert fake_apis.up(tmp_path)["pid"] == info["pid"], "up is idempotent"
         state = tmp_path / "fakes" / "fakes.json"
         assert state.stat().st_mode & 0o077 == 0, "the state file holds keys: owner-only"
         conn = json.loads(state.read_text())["connections"]["brightsky_api"]
@@ -50,5 +50,5 @@ def test_background_process_up_and_down(tmp_path) -> None:
                                       "last_date": "2026-11-22T10:00:00+00:00", "units": "si"}, timeout=5)
         assert answer.status_code == 200 and answer.json()["sources"][0]["station_name"] == "MÜNCHEN"
     finally:
-        assert fakes.down(tmp_path)
-    assert fakes.read_fakes(tmp_path) is None and not fakes.down(tmp_path)
+        assert fake_apis.down(tmp_path)
+    assert fake_apis.read_fakes(tmp_path) is None and not fake_apis.down(tmp_path)
