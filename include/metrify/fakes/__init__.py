@@ -48,7 +48,7 @@ ACK_NS = "urn:iec62325.351:tc57wg16:451-1:acknowledgementdocument:7:0"
 EIC_TO_OPERATOR = {"10YDE-EON------1": "TenneT", "10YDE-VE-------2": "50Hertz", "10YDE-RWENET---I": "Amprion",
                    "10YDE-ENBW-----N": "TransnetBW"}
 CONNECTION_IDS = {"entsoe": "entsoe_api", "gridradar": "gridradar_api", "brightsky": "brightsky_api",
-                  "openweathermap": "openweathermap_api"}
+                  "openweathermap": "openweathermap_api", "netztransparenz": "netztransparenz_api"}
 
 
 @dataclass
@@ -524,6 +524,62 @@ class OpenWeatherMapApi(FakeApi):
         return status, headers, json.dumps(payload).encode()
 
 
+# --- netztransparenz.de ------------------------------------------------------------------------
+
+class NetztransparenzApi(FakeApi):
+    """Token endpoint (`/users/connect/token`) and per-TSO CSV data (`/api/v1/data/hochrechnung/...`)."""
+
+    name = "netztransparenz"
+    client_id = "metrify-embedded"
+    HEADER = "Datum;von;Zeitzone von;bis;Zeitzone bis;50Hertz (MW);Amprion (MW);TenneT TSO (MW);TransnetBW (MW)"
+
+    def __init__(self, world: World, secret: str | None):
+        super().__init__(world, secret)
+        self.tokens: set[str] = set()
+
+    def revoke_tokens(self) -> None:
+        self.tokens.clear()
+
+    def handle(self, req: Request) -> Response:
+        if req.path == "/users/connect/token":
+            form = {k: v[-1] for k, v in parse_qs(req.body.decode()).items()}
+            if form.get("grant_type") != "client_credentials":
+                return _json(400, {"error": "unsupported_grant_type"})
+            if form.get("client_id") != self.client_id or form.get("client_secret") != self.secret:
+                return _json(400, {"error": "invalid_client"})
+            token = secrets.token_urlsafe(32)
+            self.tokens.add(token)
+            return _json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer",
+                               "scope": "ntpStatistic.read_all_public"})
+        auth = req.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in self.tokens:
+            return 401, {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer error="invalid_token"'}, b""
+        parts = req.path.strip("/").split("/")
+        if len(parts) != 7 or parts[:4] != ["api", "v1", "data", "hochrechnung"] or parts[4] not in ("Solar", "Wind"):
+            return 404, {"Content-Type": "text/plain"}, b"Not Found"
+        try:
+            start = pd.Timestamp(parts[5], tz="UTC")
+            end = pd.Timestamp(parts[6], tz="UTC")
+        except ValueError:
+            return 400, {"Content-Type": "text/plain"}, b"invalid date"
+        starts = models.quarter_starts(start, min(end, pd.Timestamp(self.world.now())))
+        lines = [self.HEADER]
+        columns = {}
+        for op in ("50Hertz", "Amprion", "TenneT", "TransnetBW"):
+            gen = models.generation_mw(op, starts, self.world.seed)
+            keys = ("B16",) if parts[4] == "Solar" else ("B18", "B19")
+            columns[op] = sum((gen[k] for k in keys if k in gen), start=0 * starts.asi8.astype(float))
+        for i, ts in enumerate(starts):
+            stop = ts + pd.Timedelta(minutes=15)
+            values = ";".join(f"{columns[op][i]:.3f}".replace(".", ",") for op in columns)
+            lines.append(f"{ts:%Y-%m-%d};{ts:%H:%M};UTC;{stop:%H:%M};UTC;{values}")
+        return 200, {"Content-Type": "text/csv; charset=utf-8"}, ("\n".join(lines) + "\n").encode()
+
+    def malformed(self, req: Request) -> Response:
+        status, headers, body = self.handle(req)
+        return status, headers, body.replace(b"TenneT TSO (MW)", b"TenneT (MWh)")
+
+
 # --- the stack ---------------------------------------------------------------------------------
 
 class FakeStack:
@@ -543,10 +599,14 @@ class FakeStack:
             extra = dict(self.client_extra)
             if name == "openweathermap":
                 extra["history"] = "timemachine"
+            if name == "netztransparenz":
+                extra["token_url"] = f"{server.url}/users/connect/token"
             conn: dict[str, Any] = {"conn_type": "http", "host": "127.0.0.1", "port": server.port,
                                     "schema": "http", "extra": extra}
             if server.api.secret:
                 conn["password"] = server.api.secret
+            if isinstance(server.api, NetztransparenzApi):
+                conn["login"] = server.api.client_id
             conns[CONNECTION_IDS[name]] = conn
         return conns
 
@@ -571,7 +631,8 @@ def start_fakes(seed: int = 42, anchor: datetime | None = None, client_extra: di
     """
     world = World(seed=seed, anchor=anchor, **({"now": now} if now else {}))
     apis = [EntsoeApi(world, secrets.token_hex(18)), GridradarApi(world, secrets.token_urlsafe(24)),
-            BrightSkyApi(world, None), OpenWeatherMapApi(world, secrets.token_hex(16))]
+            BrightSkyApi(world, None), OpenWeatherMapApi(world, secrets.token_hex(16)),
+            NetztransparenzApi(world, secrets.token_urlsafe(24))]
     servers = {api.name: FakeServer(api).start() for api in apis}
     extra = {"timeout": 10, "connect_timeout": 3, "attempts": 4, "backoff_base": 0.5, "backoff_max": 10}
     extra.update(client_extra or {})
