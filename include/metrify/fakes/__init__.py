@@ -125,6 +125,7 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # header and body are separate writes: avoid 40 ms ACK stalls
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
                 pass
