@@ -70,7 +70,9 @@ def test_one_operator_down_while_three_land(clean_fakes, lake_root) -> None:
         except Exception as exc:  # noqa: BLE001 - collected per operator like mapped tasks
             failures[operator] = exc
     assert list(failures) == ["Amprion"]
-    assert "gave up after 3 attempts" in str(failures["Amprion"]) and "HTTP 503" in str(failures["Amprion"])
+    message = str(failures["Amprion"])
+    assert isinstance(failures["Amprion"], SourceFailed) and message.startswith("Amprion (10YDE-RWENET---I)")
+    assert "gave up after 3 attempts" in message and "HTTP 503" in message and "'entsoe_api'" in message
     assert sorted(_raw(lake_root)["operator_name"].unique()) == sorted(set(TSOS) - {"Amprion"})
 
 

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from metrify import lake
 from metrify.geography import CITIES
-from metrify.http import Endpoint, HttpClient
+from metrify.http import AuthError, Endpoint, HttpClient, HttpError
 from metrify.sources import NoDataError, PayloadError, entsoe, gridradar
 from metrify.sources.landing import quarantine, raw_path, stamp
 
@@ -153,6 +153,12 @@ def ingest_operator(operator: str, start: datetime, end: datetime, entsoe_endpoi
     except NoDataError as exc:
         raise SourceFailed(f"{operator} ({eic}): {exc}. ENTSO-E publishes actual load up to an hour late; "
                            f"Airflow retries this task, or backfill the interval later.") from None
+    except AuthError:
+        raise
+    except HttpError as exc:
+        raise SourceFailed(f"{operator} ({eic}): ENTSO-E request failed for {start.isoformat()}.."
+                           f"{end.isoformat()}: {exc}. The other operators are unaffected; Airflow retries this "
+                           f"task.") from None
     freq = pd.Series({pd.Timestamp(k): v for k, v in frequency.items()}, dtype=float)
     if not freq.empty:
         freq.index = pd.DatetimeIndex(freq.index).tz_convert("UTC")
