@@ -12,7 +12,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from metrify import kafka
 
-EXPECTED_DAGS = ("ingest_meter_readings",)
+EXPECTED_DAGS = ("ingest_meter_readings", "ingest_grid_status", "ingest_weather")
 pytestmark = pytest.mark.browser
 
 
