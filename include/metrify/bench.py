@@ -6,6 +6,10 @@ On one embedded broker it produces N simulated readings, then in separate proces
 2. the drain rate: `drain_partition` over every partition into a fresh local lake (decode,
    validate, zstd Parquet, offset commits) with its peak RSS.
 Results go to `bench-results/ingest.json` (and stdout).
+
+librdkafka's mock broker keeps only about 5 MB (at most 100,000 messages) per partition and
+auto-creates topics with 4 partitions, so the backlog is spread over as many topics as needed
+(`TOPIC_MESSAGES` each) and the bench checks that nothing was dropped before it reads.
 """
 
 from __future__ import annotations
@@ -25,49 +29,66 @@ from typing import Any
 from metrify import kafka
 from metrify.settings import PROJECT_ROOT, load_settings
 
-RAW_CONSUME = """
+PEAK_RSS = """
+def peak_rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+"""
+
+RAW_CONSUME = PEAK_RSS + """
 import json, sys, time
 from confluent_kafka import Consumer, TopicPartition
-config, topic, parts = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+config, assignments = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 consumer = Consumer(config)
 started, count, size = time.perf_counter(), 0, 0
-for p in parts:
+for topic, p in assignments:
     low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
     consumer.assign([TopicPartition(topic, p, low)])
     last = low - 1
     while last < high - 1:
-        for m in consumer.consume(10000, timeout=1.0):
+        for m in consumer.consume(min(10000, high - 1 - last), timeout=1.0):
             size += len(m.value()); last = m.offset(); count += 1
-print(json.dumps({"messages": count, "bytes": size, "seconds": time.perf_counter() - started}))
+print(json.dumps({"messages": count, "bytes": size, "seconds": time.perf_counter() - started,
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
-DRAIN = """
+DRAIN = PEAK_RSS + """
 import json, sys, time
 from metrify import drain, lake
 from metrify.settings import load_settings
-config, topic, parts, batch = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+config, assignments, batch = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 root = lake.lake_root(load_settings())
 started = time.perf_counter()
-reports = [drain.drain_partition(config, topic, p, root, batch_size=batch) for p in parts]
+reports = [drain.drain_partition(config, topic, p, root, batch_size=batch) for topic, p in assignments]
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "messages": sum(r.messages for r in reports), "valid_rows": sum(r.valid_rows for r in reports),
-                  "quarantined": sum(r.quarantined for r in reports), "files": sum(r.files for r in reports)}))
+                  "quarantined": sum(r.quarantined for r in reports), "files": sum(r.files for r in reports),
+                  "peak_rss_mib": peak_rss_mib()}))
 """
+TOPIC_MESSAGES = 300_000
 
 
 def _child(code: str, *args: str, env: dict[str, str]) -> dict[str, Any]:
-    """Run `code` in a fresh interpreter; its JSON result (last stdout line) plus its peak RSS."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
-            raise RuntimeError(f"benchmark step failed:\n{err.read()[-3000:]}")
-        result = json.loads(out.read().strip().splitlines()[-1])
-    result["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
-    return result
+    """Run `code` in a fresh interpreter; its JSON result is the last line it prints."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark step failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _check_retained(config: dict[str, Any], pairs: list[tuple[str, int]], produced: int) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(config)
+    try:
+        marks = [consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False) for t, p in pairs]
+    finally:
+        consumer.close()
+    retained = sum(high - low for low, high in marks)
+    if retained != produced or any(low for low, _ in marks):
+        raise RuntimeError(f"the embedded broker dropped {produced - retained:,} of {produced:,} messages by "
+                           f"retention; lower TOPIC_MESSAGES")
 
 
 def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
@@ -84,21 +105,25 @@ def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
             sim = simulate(SimulationOptions(meters=meters, start=datetime(2026, 11, 20, tzinfo=timezone.utc),
                                              seed=1, poison_rate=poison_rate))
             t1 = time.perf_counter()
-            topic = "bench-meter-readings"
             extra = {"bootstrap.servers": info["bootstrap"]}
-            produce(sim.keys, sim.values, topic, kafka.producer_config(extra))
-            t2 = time.perf_counter()
             total = len(sim.values)
             avg_bytes = sum(map(len, sim.values[:10000])) / min(total, 10000)
+            topics = [f"bench-meter-readings-{n:02d}" for n in range((total + TOPIC_MESSAGES - 1) // TOPIC_MESSAGES)]
+            for n, topic in enumerate(topics):
+                chunk = slice(n * TOPIC_MESSAGES, (n + 1) * TOPIC_MESSAGES)
+                produce(sim.keys[chunk], sim.values[chunk], topic, kafka.producer_config(extra))
+            t2 = time.perf_counter()
             del sim
-            print(f"produced {total:,} messages ({avg_bytes:.0f} B each) in {t2 - t1:.1f} s "
-                  f"(simulated in {t1 - t0:.1f} s)", flush=True)
-
-            parts = json.dumps(kafka.partitions(kafka.consumer_config(extra, "bench-meta"), topic))
-            raw = _child(RAW_CONSUME, json.dumps(kafka.consumer_config(extra, "bench-raw")), topic, parts, env=env)
+            meta = kafka.consumer_config(extra, "bench-meta")
+            pairs = [(topic, p) for topic in topics for p in kafka.partitions(meta, topic)]
+            _check_retained(meta, pairs, total)
+            print(f"produced {total:,} messages ({avg_bytes:.0f} B each) into {len(topics)} topics x "
+                  f"{kafka.MOCK_PARTITIONS} partitions in {t2 - t1:.1f} s (simulated in {t1 - t0:.1f} s)", flush=True)
+            parts = json.dumps(pairs)
+            raw = _child(RAW_CONSUME, json.dumps(kafka.consumer_config(extra, "bench-raw")), parts, env=env)
             raw["rate"] = raw["messages"] / raw["seconds"]
             print(f"raw consume: {raw['messages']:,} in {raw['seconds']:.2f} s = {raw['rate']:,.0f} msg/s", flush=True)
-            drained = _child(DRAIN, json.dumps(kafka.consumer_config(extra, "bench-drain")), topic, parts,
+            drained = _child(DRAIN, json.dumps(kafka.consumer_config(extra, "bench-drain")), parts,
                              str(batch_size), env=env)
             drained["rate"] = drained["messages"] / drained["seconds"]
             print(f"drain to Parquet: {drained['messages']:,} in {drained['seconds']:.2f} s = "

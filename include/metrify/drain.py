@@ -16,13 +16,16 @@ therefore costs memory in proportion to the batch size, never to the backlog.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -115,13 +118,14 @@ def drain_partition(
         while position < high:
             last = replay_last if replay_last is not None else min(position + batch_size, high) - 1
             replay_last = None
-            messages, carry = _read_until(consumer, topic, partition, last, carry, poll_timeout, idle_timeout)
-            if not messages:
-                break
-            last = messages[-1].offset()
-            lake.write_json({"first_offset": position, "last_offset": last, "written_at": _now().isoformat()},
-                            marker_path(root, topic, partition))
-            result = write_batch(messages, topic, partition, position, last, root)
+            with _gc_paused():
+                messages, carry = _read_until(consumer, topic, partition, last, carry, poll_timeout, idle_timeout)
+                if not messages:
+                    break
+                last = messages[-1].offset()
+                lake.write_json({"first_offset": position, "last_offset": last, "written_at": _now().isoformat()},
+                                marker_path(root, topic, partition))
+                result = write_batch(messages, topic, partition, position, last, root)
             if on_batch_written:
                 on_batch_written(result)
             consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
@@ -139,6 +143,23 @@ def drain_partition(
         return report
     finally:
         consumer.close()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is read and written.
+
+    A batch creates ~100,000 Message objects without reference cycles; in a task process that
+    imported Airflow, the collections they trigger cost more than the drain itself (measured:
+    consume 2x slower). Reference counting still frees everything.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _read_until(
@@ -182,7 +203,7 @@ def write_batch(messages: list[Message], topic: str, partition: int, first: int,
     values = [m.value() for m in messages]
     decoded = readings.decode(values, now=now)
     stem = file_stem(topic, partition, first, last)
-    files: list[str] = []
+    files: list[ObjectStoragePath] = []
 
     offsets = pa.array([m.offset() for m in messages], pa.int64())
     kafka_ts = pa.array([m.timestamp()[1] for m in messages], pa.int64())
@@ -217,24 +238,29 @@ def write_batch(messages: list[Message], topic: str, partition: int, first: int,
         for date in pc.unique(dates).to_pylist():
             part = quarantine.filter(pc.equal(dates, date))
             path = lake.partition_path(root, "quarantine", readings.DATASET, date=date) / f"{stem}.parquet"
-            lake.write_parquet(part, path)
-            files.append(str(path))
+            lake.write_parquet(part, path, sync=False)
+            files.append(path)
             log.warning("%s[%d]: quarantined %d message(s) in %s; first reason: %s",
                         topic, partition, part.num_rows, path, part["reason"][0].as_py())
 
-    return BatchResult(first, last, len(messages), raw.num_rows, len(decoded.rejected), files)
+    lake.sync(files)  # durable before the caller commits the offsets
+    return BatchResult(first, last, len(messages), raw.num_rows, len(decoded.rejected), [str(f) for f in files])
 
 
-def _write_partitioned(raw: pa.Table, root: ObjectStoragePath, stem: str) -> list[str]:
+def _write_partitioned(raw: pa.Table, root: ObjectStoragePath, stem: str) -> list[ObjectStoragePath]:
     """One file per event date and hour, all named after the batch's offset range."""
     if raw.num_rows == 0:
         return []
-    hour_key = pc.strftime(raw["reading_ts"], "%Y-%m-%d/%H")
+    hours = pc.cast(raw["reading_ts"], pa.int64()).to_numpy() // 3_600_000_000  # µs -> epoch hour
+    order = np.argsort(hours, kind="stable")
+    sorted_hours = hours[order]
+    starts = np.flatnonzero(np.r_[True, sorted_hours[1:] != sorted_hours[:-1]])
+    ordered = raw.take(pa.array(order))
     files = []
-    for key in pc.unique(hour_key).to_pylist():
-        date, hour = key.split("/")
-        part = raw.filter(pc.equal(hour_key, key))
-        path = lake.partition_path(root, "raw", readings.DATASET, date=date, hour=hour) / f"{stem}.parquet"
-        lake.write_parquet(part, path)
-        files.append(str(path))
+    for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
+        hour = datetime.fromtimestamp(int(sorted_hours[begin]) * 3600, tz=timezone.utc)
+        path = (lake.partition_path(root, "raw", readings.DATASET, date=f"{hour:%Y-%m-%d}", hour=f"{hour:%H}")
+                / f"{stem}.parquet")
+        lake.write_parquet(ordered.slice(begin, end - begin), path, sync=False)
+        files.append(path)
     return files

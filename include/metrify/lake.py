@@ -11,6 +11,7 @@ a plain folder. Layout (Hive-style partitions, zstd Parquet):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import uuid
@@ -54,11 +55,12 @@ def is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in LOCAL_PROTOCOLS
 
 
-def write_parquet(table: pa.Table, path: ObjectStoragePath) -> None:
+def write_parquet(table: pa.Table, path: ObjectStoragePath, sync: bool = True) -> None:
     """Write `table` to `path` so that a reader never sees a half-written file.
 
-    Local files are written beside the target, fsynced and renamed over it; object stores
-    publish a PUT atomically when the upload completes. Writing the same path twice replaces it.
+    Local files are written beside the target and renamed over it; object stores publish a PUT
+    atomically when the upload completes. Writing the same path twice replaces it. With
+    `sync=False` the caller makes a set of files durable at once with `sync(paths)`.
     """
     if is_local(path):
         target = path.path
@@ -66,12 +68,59 @@ def write_parquet(table: pa.Table, path: ObjectStoragePath) -> None:
         tmp = f"{target}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as handle:
             pq.write_table(table, handle, **PARQUET_OPTIONS)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
+        if sync:
+            _fsync_dir(os.path.dirname(target))
         return
     with path.open("wb") as handle:
         pq.write_table(table, handle, **PARQUET_OPTIONS)
+
+
+def sync(paths: list[ObjectStoragePath]) -> None:
+    """Make written local files (and their renames) durable; object-store writes already are.
+
+    One `syncfs` of the lake's filesystem costs one journal commit instead of one per file;
+    where it is unavailable, each file and folder is fsynced.
+    """
+    local = [p.path for p in paths if is_local(p)]
+    if not local:
+        return
+    folder = os.open(os.path.dirname(local[0]), os.O_RDONLY)
+    try:
+        if _LIBC is not None and _LIBC.syncfs(folder) == 0:
+            return
+    finally:
+        os.close(folder)
+    for file_path in local:
+        handle = os.open(file_path, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    for folder_path in {os.path.dirname(f) for f in local}:
+        _fsync_dir(folder_path)
+
+
+def _fsync_dir(folder_path: str) -> None:
+    handle = os.open(folder_path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc if hasattr(libc, "syncfs") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def write_json(payload: dict[str, Any], path: ObjectStoragePath) -> None:
