@@ -39,7 +39,16 @@ def simulate_and_produce(settings: Settings, options: Any) -> dict[str, Any]:
 
     simulation = simulate(options)
     extra = kafka.embedded_connection_extra(settings)
+    meta = kafka.consumer_config(extra, group_id="metrify-simulator")
+    before = kafka.watermarks(meta, settings.meter_topic)
     produce(simulation.keys, simulation.values, settings.meter_topic, kafka.producer_config(extra))
+    dropped = kafka.dropped_by_retention(before, kafka.watermarks(meta, settings.meter_topic))
+    if dropped:
+        raise SystemExit(
+            f"the embedded broker dropped {dropped:,} of the {len(simulation.values):,} messages just produced: "
+            f"librdkafka's mock cluster keeps only about 5 MB per partition. Simulate fewer meters or a "
+            f"shorter window per run (drain in between), or point kafka_default at a real cluster."
+        )
     out = settings.simulator_dir
     out.mkdir(parents=True, exist_ok=True)
     simulation.registry.to_parquet(out / "meter_registry.parquet", index=False)

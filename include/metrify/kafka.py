@@ -201,6 +201,24 @@ def partitions(config: dict[str, Any], topic: str, timeout: float = 10.0) -> lis
     return sorted(info.partitions)
 
 
+def watermarks(config: dict[str, Any], topic: str) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} of `topic`, read from the broker (not cached)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer(config)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+                for p in metadata.topics[topic].partitions}
+    finally:
+        consumer.close()
+
+
+def dropped_by_retention(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> int:
+    """How many messages produced between the two readings the broker already deleted."""
+    return sum(max(0, min(low, high) - before.get(p, (0, 0))[1]) for p, (low, high) in after.items())
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["serve"]:
         serve()

@@ -129,3 +129,16 @@ def test_unreachable_broker_fails_fast_naming_the_address_and_the_runbook() -> N
     config = kafka.consumer_config({"bootstrap.servers": "127.0.0.1:9"}, group_id="nobody")
     with pytest.raises(Exception, match=r"Kafka broker unreachable at 127\.0\.0\.1:9.*RUNBOOK.md#broker-down"):
         kafka.partitions(config, "meter-readings", timeout=2)
+
+
+def test_retention_loss_on_the_embedded_broker_is_detected(broker, topic) -> None:
+    """librdkafka's mock broker keeps ~5 MB per partition: a too-large simulation must say so."""
+    extra = {"bootstrap.servers": broker["bootstrap"]}
+    meta = kafka.consumer_config(extra, group_id="meta")
+    produce([b"k"], [b"{}"], topic, kafka.producer_config(extra))
+    before = kafka.watermarks(meta, topic)
+    assert kafka.dropped_by_retention(before, kafka.watermarks(meta, topic)) == 0
+    payload = b"x" * 4000
+    producer = kafka.producer_config(extra) | {"compression.type": "none"}
+    produce([b"k"] * 3000, [payload] * 3000, topic, producer)  # ~12 MB into one key's partition
+    assert kafka.dropped_by_retention(before, kafka.watermarks(meta, topic)) > 0
