@@ -1,0 +1,634 @@
+"""Quality gate for meter readings: Great Expectations suites, quarantine, validated output, scores.
+
+How an interval (one hour partition of `raw/meter_readings/`) is judged:
+
+1. **Row rules** (vectorised numpy/pandas, `evaluate_rows`): every row gets a quarantine
+   `reason` if it cannot be used downstream (negative import, voltage or frequency outside the
+   hard physical bounds, a missing required value, a reading outside the interval, an exact or a
+   conflicting duplicate), and warning flags if it is merely implausible (voltage outside
+   EN 50160 230 V +-10 %, frequency outside 50 Hz +-0.2, late ingestion).
+2. **Great Expectations checkpoint** (`run_checkpoint`): the suite `meter_readings` (schema,
+   types, not-null, ranges, uniqueness of (meter_id, reading_ts), timeliness) validates the raw
+   rows of the interval, and the suite `meter_readings_completeness` validates the per-meter
+   counts (expected: every 15-minute slot of the interval). Each expectation has a GX severity:
+   `critical` ones carry a `mostly` threshold, so a handful of bad rows is quarantined while a
+   systematic fault (a unit change, a broken encoder, half the data missing) blocks the interval.
+   Results are stored in a file data context under `<METRIFY_HOME>/gx/` and rendered as GX Data
+   Docs (HTML) there.
+3. **Gate** (`run_gate`): quarantined rows go to `quarantine/meter_readings_gate/date=/hour=/`
+   with their reason (always, also when the gate fails); if a critical expectation failed the
+   gate raises `QualityGateError` naming the expectation, the column, the counts, a few sample
+   rows and the Data Docs page, and no validated output exists for the interval; otherwise the
+   usable rows are written to `validated/meter_readings/date=/hour=/` and a marker with the
+   counts and the quality score to `_quality/meter_readings/date=/hour=.json`.
+
+Quality score (seed "Data Quality Flow"): completeness, accuracy, consistency and timeliness,
+each a share in [0, 1], weighted 0.3/0.3/0.2/0.2 into a score 0-100 and a tier: gold (>= 98)
+and silver (>= 90) are accepted, bronze (>= 75) is flagged for review, below that rejected.
+
+`import great_expectations` costs ~18 s, so it is imported inside `run_checkpoint` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from metrify import anomalies, lake, readings
+from metrify.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+log = logging.getLogger(__name__)
+
+DATASET = readings.DATASET
+QUARANTINE_DATASET = "meter_readings_gate"
+SCORE_DATASET = "meter_day_scores"
+INTERVAL = pd.Timedelta(minutes=15)
+# hard physical bounds: outside them a reading is a device fault, not a grid event
+VOLTAGE_HARD = (161.0, 299.0)  # 230 V +-30 %
+FREQUENCY_HARD = (47.5, 51.5)  # generators disconnect outside
+TIMELY_MINUTES = 60.0  # a reading ingested within an hour is timely
+REQUIRED = ("meter_id", "reading_ts", "consumption_kwh", "voltage", "frequency")
+WEIGHTS = {"completeness": 0.3, "accuracy": 0.3, "consistency": 0.2, "timeliness": 0.2}
+TIERS = ((98.0, "gold", "accept"), (90.0, "silver", "accept"), (75.0, "bronze", "review"),
+         (-1.0, "reject", "reject"))
+WARN_VOLTAGE, WARN_FREQUENCY, WARN_LATE = 1, 2, 4
+CONSISTENCY_TYPES = ("stuck_meter", "spike", "duplicate_conflict")
+
+
+class QualityGateError(RuntimeError):
+    """A critical expectation failed: the interval must not go downstream."""
+
+
+# --------------------------------------------------------------------------- row rules
+
+
+def _epoch_us(values: pd.Series) -> np.ndarray:
+    return anomalies._epoch_us(values)
+
+
+def duplicate_status(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(repeat, conflict, copies): repeat marks every copy after the first of a (meter_id,
+    reading_ts) pair, conflict marks all copies of pairs whose values differ, copies counts them."""
+    n = len(frame)
+    if n == 0:
+        empty = np.zeros(0, dtype=bool)
+        return empty, empty, np.zeros(0, dtype=np.int64)
+    codes, _ = pd.factorize(frame["meter_id"])
+    ts = _epoch_us(frame["reading_ts"])
+    slot = (ts - ts.min()) // 1_000_000  # seconds since the earliest reading
+    key = codes.astype(np.int64) * (int(slot.max()) + 1) + slot
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = key_sorted[1:] != key_sorted[:-1]
+    group = np.cumsum(new) - 1
+    copies_sorted = np.bincount(group)[group]
+    first_pos = np.flatnonzero(new)[group]  # position (in sorted order) of the group's first copy
+    differs = np.zeros(n, dtype=bool)
+    for name in anomalies.VALUE_COLUMNS:
+        if name not in frame:
+            continue
+        values = frame[name].to_numpy(dtype=float, na_value=np.nan)[order]
+        a, b = values, values[first_pos]
+        differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    group_conflict = np.bincount(group, weights=differs.astype(float)) > 0
+    repeat = np.empty(n, dtype=bool)
+    conflict = np.empty(n, dtype=bool)
+    copies = np.empty(n, dtype=np.int64)
+    repeat[order] = ~new
+    conflict[order] = group_conflict[group]
+    copies[order] = copies_sorted
+    return repeat, conflict, copies
+
+
+def evaluate_rows(frame: pd.DataFrame, window_start: pd.Timestamp, window_end: pd.Timestamp,
+                  now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The raw rows plus `reason` (quarantine, None if usable), `warning_flags`, `duplicate`
+    and `ingestion_lag_minutes`. The window is [window_start, window_end) on reading_ts."""
+    out = frame.copy()
+    n = len(out)
+    reason = np.full(n, None, dtype=object)
+    with np.errstate(invalid="ignore"):
+        consumption = out["consumption_kwh"].to_numpy(dtype=float, na_value=np.nan)
+        voltage = out["voltage"].to_numpy(dtype=float, na_value=np.nan)
+        frequency = out["frequency"].to_numpy(dtype=float, na_value=np.nan)
+        ts = _epoch_us(out["reading_ts"])
+        start_us = int(pd.Timestamp(window_start).value // 1000)
+        end_us = int(pd.Timestamp(window_end).value // 1000)
+        repeat, conflict, copies = duplicate_status(out)
+        rules: list[tuple[np.ndarray, Callable[[int], str]]] = []
+        for name in REQUIRED:
+            missing = out[name].isna().to_numpy()
+            rules.append((missing, lambda i, name=name: f"missing required value: {name}"))
+        rules += [
+            (conflict, lambda i: f"conflicting duplicate: {copies[i]} readings for this meter_id and "
+                                 "reading_ts with different values (all copies kept here)"),
+            (repeat & ~conflict, lambda i: "exact duplicate of an earlier reading (same meter_id, reading_ts, values)"),
+            ((ts < start_us) | (ts >= end_us),
+             lambda i: f"reading_ts outside the gate interval [{window_start}, {window_end})"),
+            (consumption < 0, lambda i: f"negative consumption: consumption_kwh={consumption[i]:g} < 0 "
+                                        "(import register delta must be >= 0)"),
+            ((voltage < VOLTAGE_HARD[0]) | (voltage > VOLTAGE_HARD[1]),
+             lambda i: f"voltage={voltage[i]:g} V outside the physical bounds {VOLTAGE_HARD[0]:g}..{VOLTAGE_HARD[1]:g} V"),
+            ((frequency < FREQUENCY_HARD[0]) | (frequency > FREQUENCY_HARD[1]),
+             lambda i: f"frequency={frequency[i]:g} Hz outside the physical bounds "
+                       f"{FREQUENCY_HARD[0]:g}..{FREQUENCY_HARD[1]:g} Hz"),
+        ]
+        bad = np.zeros(n, dtype=bool)
+        for mask, _ in rules:
+            bad |= mask
+        for i in np.flatnonzero(bad):  # texts only for the (few) quarantined rows
+            reason[i] = "; ".join(text(i) for mask, text in rules if mask[i])
+        flags = np.zeros(n, dtype=np.int8)
+        flags |= np.where((voltage < anomalies.VOLTAGE_LOW) | (voltage > anomalies.VOLTAGE_HIGH), WARN_VOLTAGE, 0).astype(np.int8)
+        flags |= np.where(np.abs(frequency - anomalies.FREQUENCY_NOMINAL) > anomalies.FREQUENCY_BAND,
+                          WARN_FREQUENCY, 0).astype(np.int8)
+        if "ingested_at" in out:
+            lag = (_epoch_us(out["ingested_at"]) - ts) / 60e6
+        else:
+            reference = int(pd.Timestamp(now or pd.Timestamp.now(tz="UTC")).value // 1000)
+            lag = (reference - ts) / 60e6
+        flags |= np.where(lag > TIMELY_MINUTES, WARN_LATE, 0).astype(np.int8)
+    out["reason"] = pd.Series(reason, index=out.index, dtype=object)
+    out["warning_flags"] = flags
+    out["duplicate"] = np.where(conflict, "conflict", np.where(repeat, "exact", None))
+    out["repeat"] = repeat  # a later copy of a (meter_id, reading_ts) already seen
+    out["ingestion_lag_minutes"] = np.round(lag, 2)
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _tier(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tier = np.full(score.shape, "reject", dtype=object)
+    action = np.full(score.shape, "reject", dtype=object)
+    for threshold, name, act in reversed(TIERS):
+        hit = score >= threshold
+        tier[hit], action[hit] = name, act
+    return tier, action
+
+
+def meter_day_scores(checked: pd.DataFrame, findings: pd.DataFrame,
+                     expected_per_day: int = 96) -> pd.DataFrame:
+    """Quality score per meter and day (UTC day of the interval start, reading_ts - 15 min)."""
+    ts = checked["reading_ts"]
+    day = (ts - INTERVAL).dt.strftime("%Y-%m-%d")
+    frame = pd.DataFrame({
+        "meter_id": checked["meter_id"], "day": day,
+        "reading": ~checked["repeat"],
+        "accurate": checked["reason"].isna() & (checked["warning_flags"] & (WARN_VOLTAGE | WARN_FREQUENCY)).eq(0),
+        "timely": (checked["warning_flags"] & WARN_LATE).eq(0),
+        "rows": 1,
+    })
+    grouped = frame.groupby(["meter_id", "day"], sort=True).agg(
+        readings=("reading", "sum"), accurate=("accurate", "sum"), timely=("timely", "sum"), rows=("rows", "sum"))
+    inconsistent = findings[findings["anomaly_type"].isin(CONSISTENCY_TYPES)]
+    if len(inconsistent):
+        bad = inconsistent.assign(day=(inconsistent["reading_ts"] - INTERVAL).dt.strftime("%Y-%m-%d"))
+        bad = bad.drop_duplicates(["meter_id", "reading_ts"]).groupby(["meter_id", "day"]).size()
+        grouped["inconsistent"] = bad.reindex(grouped.index, fill_value=0)
+    else:
+        grouped["inconsistent"] = 0
+    out = grouped.reset_index()
+    out["completeness"] = np.minimum(out["readings"] / expected_per_day, 1.0)
+    out["accuracy"] = out["accurate"] / out["rows"]
+    out["consistency"] = 1 - np.minimum(out["inconsistent"] / np.maximum(out["readings"], 1), 1.0)
+    out["timeliness"] = out["timely"] / out["rows"]
+    out["quality_score"] = np.round(100 * sum(w * out[k] for k, w in WEIGHTS.items()), 2)
+    out["quality_tier"], out["quality_action"] = _tier(out["quality_score"].to_numpy())
+    return out[["meter_id", "day", "readings", "completeness", "accuracy", "consistency", "timeliness",
+                "quality_score", "quality_tier", "quality_action"]]
+
+
+def batch_score(checked: pd.DataFrame, findings: pd.DataFrame | None = None,
+                expected_readings: int | None = None) -> dict[str, Any]:
+    """One quality score for a batch (an interval or a day)."""
+    rows = len(checked)
+    if rows == 0:
+        return {"rows": 0, "quality_score": 0.0, "quality_tier": "reject", "quality_action": "reject"}
+    distinct = int((~checked["repeat"]).sum())
+    if expected_readings is None:
+        meters = checked["meter_id"].nunique()
+        slots = checked["reading_ts"].nunique()
+        expected_readings = meters * slots
+    flags = checked["warning_flags"]
+    parts = {
+        "completeness": min(distinct / max(expected_readings, 1), 1.0),
+        "accuracy": float((checked["reason"].isna() & (flags & (WARN_VOLTAGE | WARN_FREQUENCY)).eq(0)).mean()),
+        "consistency": 1.0 - float(checked["duplicate"].notna().mean()),
+        "timeliness": float((flags & WARN_LATE).eq(0).mean()),
+    }
+    if findings is not None and len(findings):
+        inconsistent = findings[findings["anomaly_type"].isin(CONSISTENCY_TYPES)].drop_duplicates(
+            ["meter_id", "reading_ts"])
+        parts["consistency"] = max(0.0, parts["consistency"] - len(inconsistent) / rows)
+    score = round(100 * sum(WEIGHTS[k] * v for k, v in parts.items()), 2)
+    tier, action = _tier(np.array([score]))
+    return {"rows": rows, "expected_readings": int(expected_readings),
+            **{k: round(v, 6) for k, v in parts.items()},
+            "quality_score": score, "quality_tier": str(tier[0]), "quality_action": str(action[0])}
+
+
+# --------------------------------------------------------------------------- Great Expectations
+
+
+@dataclass
+class Expect:
+    """One expectation of a suite, with the row predicate used to show sample rows on failure."""
+
+    kind: str  # GX expectation class name
+    kwargs: dict[str, Any]
+    severity: str  # critical | warning
+    bad_rows: Callable[[pd.DataFrame], pd.Series] | None = None
+
+    def build(self) -> Any:
+        import great_expectations.expectations as gxe
+
+        return getattr(gxe, self.kind)(**self.kwargs, severity=self.severity)
+
+
+def _between(column: str, low: float | None, high: float | None) -> Callable[[pd.DataFrame], pd.Series]:
+    def bad(frame: pd.DataFrame) -> pd.Series:
+        values = frame[column]
+        mask = pd.Series(False, index=frame.index)
+        if low is not None:
+            mask |= values < low
+        if high is not None:
+            mask |= values > high
+        return mask
+    return bad
+
+
+def meter_readings_suite() -> list[Expect]:
+    """Expectations on the raw rows of one interval."""
+    columns = list(readings.RAW_SCHEMA.names) + ["ingestion_lag_minutes"]
+    floats = [f.name for f in readings.PAYLOAD_SCHEMA if pa.types.is_floating(f.type)]
+    suite = [
+        Expect("ExpectTableRowCountToBeBetween", {"min_value": 1}, "critical"),
+        Expect("ExpectTableColumnsToMatchSet", {"column_set": columns, "exact_match": False}, "critical"),
+    ]
+    suite += [Expect("ExpectColumnValuesToBeInTypeList",
+                     {"column": c, "type_list": ["float64", "Float64", "double[pyarrow]"]}, "critical")
+              for c in floats]
+    suite += [Expect("ExpectColumnValuesToNotBeNull", {"column": c}, "critical", lambda f, c=c: f[c].isna())
+              for c in REQUIRED]
+    suite += [
+        Expect("ExpectColumnValueLengthsToBeBetween", {"column": "meter_id", "min_value": 1,
+                                                        "max_value": readings.METER_ID_MAX_LEN}, "critical"),
+        Expect("ExpectCompoundColumnsToBeUnique", {"column_list": ["meter_id", "reading_ts"], "mostly": 0.995},
+               "critical", lambda f: f.duplicated(["meter_id", "reading_ts"], keep=False)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "consumption_kwh", "min_value": 0, "mostly": 0.999},
+               "critical", _between("consumption_kwh", 0, None)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "export_kwh", "min_value": 0}, "critical",
+               _between("export_kwh", 0, None)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "voltage", "min_value": VOLTAGE_HARD[0],
+                                                 "max_value": VOLTAGE_HARD[1], "mostly": 0.999},
+               "critical", _between("voltage", *VOLTAGE_HARD)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "voltage", "min_value": anomalies.VOLTAGE_LOW,
+                                                 "max_value": anomalies.VOLTAGE_HIGH, "mostly": 0.99},
+               "warning", _between("voltage", anomalies.VOLTAGE_LOW, anomalies.VOLTAGE_HIGH)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "frequency", "min_value": FREQUENCY_HARD[0],
+                                                 "max_value": FREQUENCY_HARD[1], "mostly": 0.999},
+               "critical", _between("frequency", *FREQUENCY_HARD)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "frequency", "min_value": 49.8, "max_value": 50.2,
+                                                 "mostly": 0.99}, "warning", _between("frequency", 49.8, 50.2)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "power_factor", "min_value": 0, "max_value": 1},
+               "critical", _between("power_factor", 0, 1)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "humidity", "min_value": 0, "max_value": 100},
+               "warning", _between("humidity", 0, 100)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "temperature", "min_value": -40, "max_value": 50},
+               "warning", _between("temperature", -40, 50)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "ingestion_lag_minutes", "max_value": TIMELY_MINUTES,
+                                                 "mostly": 0.95}, "warning",
+               _between("ingestion_lag_minutes", None, TIMELY_MINUTES)),
+    ]
+    return suite
+
+
+def completeness_suite() -> list[Expect]:
+    """Expectations on per-meter counts of one interval (`completeness_frame`)."""
+    return [
+        Expect("ExpectColumnMeanToBeBetween", {"column": "completeness", "min_value": 0.9}, "critical"),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "completeness", "min_value": 1.0, "mostly": 0.98},
+               "warning", _between("completeness", 1.0, None)),
+    ]
+
+
+def completeness_frame(checked: pd.DataFrame, window_start: pd.Timestamp, window_end: pd.Timestamp) -> pd.DataFrame:
+    """Distinct readings per meter in the window against the expected slot count."""
+    expected = max(1, int((pd.Timestamp(window_end) - pd.Timestamp(window_start)) / INTERVAL))
+    distinct = checked[~checked["repeat"]]
+    counts = distinct.groupby("meter_id", sort=True).size()
+    return pd.DataFrame({"meter_id": counts.index, "readings": counts.to_numpy(),
+                         "expected": expected, "completeness": np.minimum(counts.to_numpy() / expected, 1.0)})
+
+
+@dataclass
+class CheckpointOutcome:
+    success: bool  # no critical expectation failed
+    failures: list[dict[str, Any]] = field(default_factory=list)  # every failed expectation
+    statistics: dict[str, Any] = field(default_factory=dict)
+    docs_index: str | None = None  # Data Docs index.html
+    result_path: str | None = None  # validation result JSON kept beside the docs
+    import_seconds: float = 0.0
+
+    @property
+    def critical(self) -> list[dict[str, Any]]:
+        return [f for f in self.failures if f["severity"] == "critical"]
+
+
+def _context(home: Path | None) -> Any:
+    import great_expectations as gx
+
+    if home is None:
+        return gx.get_context(mode="ephemeral")
+    home.mkdir(parents=True, exist_ok=True)
+    return gx.get_context(mode="file", project_root_dir=str(home))
+
+
+def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.Timestamp,
+                   window_end: pd.Timestamp, gx_home: Path | None = None, build_docs: bool = True,
+                   run_name: str | None = None) -> CheckpointOutcome:
+    """Validate the interval with the two suites in one GX checkpoint and keep the results.
+
+    `gx_home` is the file data context's root (results + Data Docs); None uses an ephemeral one.
+    """
+    t0 = time.perf_counter()
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    import_seconds = time.perf_counter() - t0
+    context = _context(gx_home if build_docs else None)
+    source = context.data_sources.add_or_update_pandas(name="metrify")
+    rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy())
+    counts_frame = completeness_frame(checked, window_start, window_end)
+    specs = {"meter_readings": (meter_readings_suite(), rows_frame),
+             "meter_readings_completeness": (completeness_suite(), counts_frame)}
+    definitions = []
+    for name, (expects, _) in specs.items():
+        try:
+            asset = source.get_asset(name)
+        except LookupError:
+            asset = source.add_dataframe_asset(name=name)
+        try:
+            batch_definition = asset.get_batch_definition("interval")
+        except (KeyError, LookupError, ValueError):
+            batch_definition = asset.add_batch_definition_whole_dataframe("interval")
+        suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=[e.build() for e in expects]))
+        definitions.append(context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{name}_interval", data=batch_definition, suite=suite)))
+    run_name = run_name or f"meter_readings {window_start:%Y-%m-%dT%H:%M}"
+    outcome = CheckpointOutcome(success=True, import_seconds=import_seconds)
+    # one checkpoint per suite: each validation definition gets its own dataframe
+    for (name, (expects, data)), definition in zip(specs.items(), definitions, strict=True):
+        actions = [UpdateDataDocsAction(name="update_data_docs")] if build_docs else []
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"{name}_gate", validation_definitions=[definition], actions=actions,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
+        result = checkpoint.run(batch_parameters={"dataframe": data},
+                                run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc)))
+        for validation in result.run_results.values():
+            outcome.statistics[name] = dict(validation.statistics)
+            for expect, res in zip(expects, _ordered(validation, expects), strict=True):
+                if res is None or res.success:
+                    continue
+                outcome.failures.append(_describe(expect, res, data))
+    outcome.success = not outcome.critical
+    if build_docs and gx_home is not None:
+        urls = context.get_docs_sites_urls()
+        if urls:
+            outcome.docs_index = urls[0].get("site_url")
+    return outcome
+
+
+def _ordered(validation: Any, expects: list[Expect]) -> list[Any]:
+    """Match results to our specs by expectation type and kwargs (GX keeps suite order)."""
+    results = list(validation.results)
+    matched: list[Any] = []
+    for expect in expects:
+        snake = "".join("_" + ch.lower() if ch.isupper() else ch for ch in expect.kind).lstrip("_")
+        found = None
+        for res in results:
+            config = res.expectation_config
+            if config.type != snake:
+                continue
+            kwargs = config.kwargs
+            if all(kwargs.get(k) == v for k, v in expect.kwargs.items() if k != "type_list"):
+                found = res
+                break
+        if found is not None:
+            results.remove(found)
+        matched.append(found)
+    return matched
+
+
+def _describe(expect: Expect, res: Any, data: pd.DataFrame) -> dict[str, Any]:
+    info = res.result or {}
+    column = expect.kwargs.get("column") or expect.kwargs.get("column_list") or "(table)"
+    failure: dict[str, Any] = {
+        "expectation": res.expectation_config.type,
+        "column": column,
+        "severity": expect.severity,
+        "kwargs": {k: v for k, v in expect.kwargs.items() if k not in ("column", "column_list")},
+        "element_count": info.get("element_count"),
+        "unexpected_count": info.get("unexpected_count"),
+        "unexpected_percent": info.get("unexpected_percent"),
+        "observed_value": info.get("observed_value"),
+        "partial_unexpected_list": info.get("partial_unexpected_list"),
+    }
+    if res.exception_info and res.exception_info.get("raised_exception"):
+        failure["exception"] = res.exception_info.get("exception_message")
+    if expect.bad_rows is not None:
+        try:
+            mask = expect.bad_rows(data).fillna(False).astype(bool)
+            keys = [c for c in ("meter_id", "reading_ts", column if isinstance(column, str) else None,
+                                "readings", "expected") if c and c in data.columns]
+            failure["sample_rows"] = data.loc[mask, list(dict.fromkeys(keys))].head(5).astype(str).to_dict("records")
+        except (KeyError, TypeError) as exc:  # a missing column is itself what failed
+            failure["sample_rows_error"] = str(exc)
+    return failure
+
+
+def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, quarantined: int,
+                    quarantine_path: str | None) -> str:
+    lines = [f"quality gate FAILED for {dataset} interval {interval}: "
+             f"{len(outcome.critical)} critical expectation(s) failed; nothing was written to validated/."]
+    for f in outcome.critical:
+        count = f.get("unexpected_count")
+        total = f.get("element_count")
+        percent = f.get("unexpected_percent")
+        counts = (f"{count} of {total} rows unexpected ({percent:.3f} %)" if count is not None and percent is not None
+                  else f"observed {f.get('observed_value')!r}")
+        lines.append(f"- {f['expectation']} on column {f['column']} {f['kwargs']}: {counts}")
+        if f.get("exception"):
+            lines.append(f"    error: {f['exception']}")
+        for row in f.get("sample_rows", [])[:5]:
+            lines.append(f"    sample: {row}")
+    warnings = [f for f in outcome.failures if f["severity"] != "critical"]
+    if warnings:
+        lines.append("warnings (recorded, not blocking): " + ", ".join(
+            f"{w['expectation']}({w['column']}): {w.get('unexpected_count')}" for w in warnings))
+    lines.append(f"{quarantined} row(s) quarantined with their reason at {quarantine_path}")
+    if outcome.docs_index:
+        lines.append(f"Great Expectations Data Docs: {outcome.docs_index}")
+    lines.append("what to do: open the Data Docs, inspect the sample rows and the quarantine; fix the "
+                 "source or re-ingest the interval, then clear this task to re-run the gate.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+@dataclass
+class GateReport:
+    date: str
+    hour: int
+    rows: int
+    validated: int
+    quarantined: int
+    passed: bool
+    score: dict[str, Any]
+    failures: list[dict[str, Any]]
+    docs_index: str | None
+    raw_files: list[str]
+    validated_path: str | None
+    quarantine_path: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def interval_bounds(date: str, hour: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp(f"{date}T{hour:02d}:00:00", tz="UTC")
+    return start, start + pd.Timedelta(hours=1)
+
+
+def raw_partition(root: ObjectStoragePath, date: str, hour: int) -> ObjectStoragePath:
+    return lake.partition_path(root, "raw", DATASET, date=date, hour=f"{hour:02d}")
+
+
+def marker_path(root: ObjectStoragePath, date: str, hour: int) -> ObjectStoragePath:
+    return lake.partition_path(root, "_quality", DATASET, date=date) / f"hour={hour:02d}.json"
+
+
+def read_interval(root: ObjectStoragePath, date: str, hour: int) -> tuple[pd.DataFrame, list[str]]:
+    """Raw rows of one hour partition in delivery order (topic, partition, offset)."""
+    path = raw_partition(root, date, hour)
+    files = lake.list_files(path)
+    table = lake.read_table(path, columns=list(readings.RAW_SCHEMA.names))
+    if table is None:
+        return readings.RAW_SCHEMA.empty_table().to_pandas(), files
+    frame = table.to_pandas()
+    frame = frame.sort_values(["topic", "partition", "offset"], kind="stable", ignore_index=True)
+    return frame, files
+
+
+def run_gate(date: str, hour: int, settings: Settings | None = None, build_docs: bool = True,
+             now: pd.Timestamp | None = None) -> GateReport:
+    """Judge one hour of raw meter readings; raise QualityGateError if a critical check fails."""
+    settings = settings or load_settings()
+    root = lake.lake_root(settings)
+    start, end = interval_bounds(date, hour)
+    frame, files = read_interval(root, date, hour)
+    checked = evaluate_rows(frame, start, end, now=now)
+    outcome = run_checkpoint(frame, checked, start, end, gx_home=settings.home / "gx", build_docs=build_docs,
+                             run_name=f"meter_readings {date} hour {hour:02d}")
+    bad = checked["reason"].notna()
+    quarantine_dir = lake.partition_path(root, "quarantine", QUARANTINE_DATASET, date=date, hour=f"{hour:02d}")
+    quarantine_file = quarantine_dir / "gate.parquet"
+    validated_file = lake.partition_path(root, "validated", DATASET, date=date, hour=f"{hour:02d}") / "validated.parquet"
+    if bad.any():
+        rows = checked.loc[bad, list(readings.RAW_SCHEMA.names) + ["reason"]].copy()
+        rows["gated_at"] = pd.Timestamp.now(tz="UTC")
+        lake.write_parquet(pa.Table.from_pandas(rows, preserve_index=False), quarantine_file)
+    elif quarantine_file.exists():
+        quarantine_file.unlink()  # a re-run over corrected data leaves no stale quarantine
+    score = batch_score(checked, expected_readings=checked["meter_id"].nunique() * 4)
+    report = GateReport(date=date, hour=hour, rows=len(frame), validated=0, quarantined=int(bad.sum()),
+                        passed=outcome.success, score=score, failures=outcome.failures,
+                        docs_index=outcome.docs_index, raw_files=files, validated_path=None,
+                        quarantine_path=str(quarantine_file) if bad.any() else None)
+    if not outcome.success:
+        if validated_file.exists():
+            validated_file.unlink()  # a blocked interval must not keep an older validated copy
+        lake.write_json(report.as_dict(), marker_path(root, date, hour))
+        raise QualityGateError(failure_message(DATASET, f"{date} hour {hour:02d}", outcome,
+                                               report.quarantined, report.quarantine_path))
+    good = checked.loc[~bad, list(readings.RAW_SCHEMA.names)]
+    table = pa.Table.from_pandas(good, preserve_index=False).cast(readings.RAW_SCHEMA)
+    lake.write_parquet(table, validated_file)
+    report.validated = len(good)
+    report.validated_path = str(validated_file)
+    lake.write_json(report.as_dict(), marker_path(root, date, hour))
+    log.info("quality gate passed for %s hour %02d: %d rows, %d validated, %d quarantined, score %s (%s)",
+             date, hour, report.rows, report.validated, report.quarantined, score["quality_score"],
+             score["quality_tier"])
+    return report
+
+
+def pending_intervals(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Hour partitions of raw/meter_readings whose files changed since the gate last judged them."""
+    settings = settings or load_settings()
+    root = lake.lake_root(settings)
+    base = root / "raw" / DATASET
+    files = lake.list_files(base)
+    by_hour: dict[tuple[str, int], list[str]] = {}
+    for name in files:
+        parts = dict(p.split("=", 1) for p in name.split("/") if "=" in p)
+        if "date" in parts and "hour" in parts:
+            by_hour.setdefault((parts["date"], int(parts["hour"])), []).append(name)
+    pending = []
+    for (date, hour), names in sorted(by_hour.items()):
+        marker = lake.read_json(marker_path(root, date, hour))
+        if marker is None or sorted(marker.get("raw_files", [])) != sorted(names):
+            pending.append({"date": date, "hour": hour})
+    return pending
+
+
+# --------------------------------------------------------------------------- anomalies of a day
+
+
+def read_day(root: ObjectStoragePath, date: str) -> pd.DataFrame:
+    path = lake.partition_path(root, "raw", DATASET, date=date)
+    table = lake.read_table(path, columns=list(readings.RAW_SCHEMA.names))
+    if table is None:
+        return readings.RAW_SCHEMA.empty_table().to_pandas()
+    return table.to_pandas().sort_values(["topic", "partition", "offset"], kind="stable", ignore_index=True)
+
+
+def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Detect anomalies in one UTC day of raw readings; write findings and meter-day scores."""
+    settings = settings or load_settings()
+    root = lake.lake_root(settings)
+    frame = read_day(root, date)
+    day_start = pd.Timestamp(date, tz="UTC")
+    window_start = day_start - INTERVAL  # slot 0 = reading_ts 00:00 of the day
+    last = frame["reading_ts"].max() if len(frame) else day_start
+    window_end = min(day_start + pd.Timedelta(days=1) - INTERVAL, last)  # do not report the future as gaps
+    findings = anomalies.detect_anomalies(frame, window_start, window_end)
+    path = anomalies.write_anomalies(findings, root, date)
+    checked = evaluate_rows(frame, day_start, day_start + pd.Timedelta(days=1))
+    scores = meter_day_scores(checked, findings)
+    score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
+    lake.write_parquet(pa.Table.from_pandas(scores, preserve_index=False), score_path)
+    summary = {"date": date, "rows": len(frame), "findings": findings["anomaly_type"].value_counts().to_dict(),
+               "anomalies_path": str(path), "scores_path": str(score_path),
+               "tiers": scores["quality_tier"].value_counts().to_dict(),
+               "batch_score": batch_score(checked, findings)}
+    log.info("anomalies for %s: %s", date, json.dumps(summary, default=str))
+    return summary
