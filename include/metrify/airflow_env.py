@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,12 +52,16 @@ def environment(settings: Settings | None = None, extra_connections: dict[str, d
     return env
 
 
+def airflow_command(*args: str) -> list[str]:
+    return [str(BIN / "airflow"), *args]
+
+
 def airflow(*args: str, settings: Settings | None = None, check: bool = True,
             extra_connections: dict[str, dict[str, Any]] | None = None,
             capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the `airflow` CLI of this virtualenv with the local environment."""
     return subprocess.run(
-        [str(BIN / "airflow"), *args], env=environment(settings, extra_connections), check=check,
+        airflow_command(*args), env=environment(settings, extra_connections), check=check,
         text=True, capture_output=capture,
     )
 
@@ -70,3 +75,21 @@ def ensure_db(settings: Settings | None = None) -> None:
         return
     airflow("db", "migrate", settings=settings, capture=True)
     marker.touch()
+
+
+def dags_test(dag_id: str, log_path: Path, settings: Settings | None = None,
+              extra_connections: dict[str, dict[str, Any]] | None = None,
+              extra_args: tuple[str, ...] = ()) -> bool:
+    """Run one DAG with `airflow dags test`, its output in `log_path`; True if the run succeeded.
+
+    `dags test` can exit 0 for a failed run, so the verdict is the scheduler's own
+    "Marking run <DagRun ...> successful|failed" line.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log_file:
+        code = subprocess.run(airflow_command("dags", "test", dag_id, *extra_args),
+                              env=environment(settings, extra_connections), stdout=log_file,
+                              stderr=subprocess.STDOUT, text=True).returncode
+    verdicts = re.findall(rf"Marking run <DagRun {re.escape(dag_id)} .*?> (successful|failed)",
+                          log_path.read_text(errors="replace"))
+    return code == 0 and verdicts[-1:] == ["successful"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ class DrainReport:
     valid_rows: int = 0
     quarantined: int = 0
     batches: int = 0
-    files: list[str] = field(default_factory=list)
+    files: int = 0  # Parquet files written (raw and quarantine)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def drain_partition(
             report.messages += result.messages
             report.valid_rows += result.valid_rows
             report.quarantined += result.quarantined
-            report.files.extend(result.files)
+            report.files += len(result.files)
             position = report.end_offset = last + 1
             log.info("%s[%d]: committed %d after batch %d..%d (%d rows, %d quarantined)",
                      topic, partition, position, result.first_offset, last,

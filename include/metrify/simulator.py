@@ -122,7 +122,7 @@ def profile_kw(load_profile: str, interval_starts_utc: pd.DatetimeIndex) -> np.n
 
 def solar_factor(ts_utc: pd.DatetimeIndex, lat: float, lon: float) -> np.ndarray:
     """Clear-sky PV output as a share of peak, from the sun's elevation."""
-    doy = ts_utc.dayofyear.to_numpy()
+    doy = ts_utc.day_of_year.to_numpy()
     hours = ts_utc.hour.to_numpy() + ts_utc.minute.to_numpy() / 60 + lon / 15.0
     declination = np.radians(23.44) * np.sin(2 * np.pi * (284 + doy) / 365)
     hour_angle = np.radians(15 * (hours - 12))
@@ -137,7 +137,7 @@ def ambient_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int = 0) -> pd.D
     A smooth seasonal and diurnal model with day-to-day variation drawn from `seed` and the
     day, so every caller (meters, fake weather APIs) sees the same weather for a place and time.
     """
-    doy = ts_utc.dayofyear.to_numpy()
+    doy = ts_utc.day_of_year.to_numpy()
     hour = ts_utc.hour.to_numpy() + ts_utc.minute.to_numpy() / 60
     days = (ts_utc.normalize().asi8 // (86400 * 10**9)).astype(np.int64)
     day_noise = np.array([np.random.default_rng([seed, int(d), int(lat * 100)]).normal(0, 1, 3) for d in days])
@@ -231,15 +231,20 @@ def simulate(options: SimulationOptions) -> Simulation:
         }
     )
     frame, labels, conflicts = _inject_anomalies(frame, registry, n_ts, options.anomaly_rate, rng)
-    frame["current"] = np.round(
-        np.maximum(frame["consumption_kwh"].abs(), frame["export_kwh"]) * 4000 / (frame["voltage"] * frame["power_factor"]), 3)
-    frame = frame[["meter_id", "reading_ts", "consumption_kwh", "export_kwh", "voltage", "current",
-                   "power_factor", "frequency", "temperature", "humidity"]]
+    columns = ["meter_id", "reading_ts", "consumption_kwh", "export_kwh", "voltage", "current",
+               "power_factor", "frequency", "temperature", "humidity"]
+    frame, conflicts = (_with_current(f)[columns] for f in (frame, conflicts))
     keys, values, counts = _messages(frame, conflicts, options, rng)
     counts.update({"meters": n_meters, "intervals": n_ts, "readings": len(frame),
                    "anomaly_labels": len(labels), "window_start": start.isoformat(), "window_end": end.isoformat(),
                    "seed": options.seed})
     return Simulation(registry, frame.reset_index(drop=True), labels, keys, values, counts)
+
+
+def _with_current(frame: pd.DataFrame) -> pd.DataFrame:
+    """Current in A from the interval's average power: I = P / (V * pf)."""
+    power_w = np.maximum(frame["consumption_kwh"].abs(), frame["export_kwh"]) * 4000
+    return frame.assign(current=np.round(power_w / (frame["voltage"] * frame["power_factor"]), 3))
 
 
 def _inject_anomalies(frame: pd.DataFrame, registry: pd.DataFrame, n_ts: int, rate: float,

@@ -1,0 +1,62 @@
+"""Drain the Kafka meter topic into partitioned Parquet every 15 minutes, exactly once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, task
+
+RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
+
+DOC = """
+### Meter readings: Kafka → `raw/meter_readings/` (Parquet)
+
+One mapped `drain` task per topic partition reads from the committed offset up to the high
+watermark seen when it starts, in bounded batches, and writes
+`raw/meter_readings/date=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first>-<last>.parquet`.
+Offsets are committed only after the files are durable, so a retry overwrites instead of
+duplicating. Bad messages go to `quarantine/meter_readings/` with their reason.
+`reconcile` checks messages = raw rows + quarantined rows and updates the asset.
+
+On failure: see `RUNBOOK.md` (broker down, reconciliation failed).
+"""
+
+
+@dag(
+    schedule="*/15 * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # one drain per partition at a time
+    tags=["metrify", "ingestion", "kafka", "meter_readings"],
+    doc_md=DOC,
+    default_args={
+        "owner": "metrify-data-eng",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=30),
+    },
+)
+def ingest_meter_readings():
+    @task
+    def list_partitions() -> list[int]:
+        from metrify.ingest import list_partitions
+
+        return list_partitions()
+
+    @task(max_active_tis_per_dagrun=8)
+    def drain(partition: int) -> dict:
+        from metrify.ingest import drain_one
+
+        return drain_one(partition)
+
+    @task(outlets=[RAW_METER_READINGS])
+    def reconcile(reports: list[dict]) -> dict:
+        from metrify.ingest import reconcile
+
+        return reconcile(list(reports))
+
+    reconcile(drain.expand(partition=list_partitions()))
+
+
+ingest_meter_readings()

@@ -1,0 +1,224 @@
+"""`metrify`: the command line for running the pipeline locally.
+
+    metrify run                      everything end to end on embedded defaults (`make run`)
+    metrify kafka up|down|status     the embedded Kafka broker
+    metrify simulate --meters N --start ... --end ... --seed S [fault options]
+    metrify summary                  what the lake holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from metrify import kafka
+from metrify.settings import Settings, load_settings
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def simulate_and_produce(settings: Settings, options: Any) -> dict[str, Any]:
+    """Simulate, produce into the meter topic, and keep registry, labels and counts beside."""
+    from metrify.simulator import produce, simulate
+
+    simulation = simulate(options)
+    extra = kafka.embedded_connection_extra(settings)
+    produce(simulation.keys, simulation.values, settings.meter_topic, kafka.producer_config(extra))
+    out = settings.simulator_dir
+    out.mkdir(parents=True, exist_ok=True)
+    simulation.registry.to_parquet(out / "meter_registry.parquet", index=False)
+    simulation.labels.to_parquet(out / "anomaly_labels.parquet", index=False)
+    counts = {**simulation.counts, "topic": settings.meter_topic, "produced_at": datetime.now(timezone.utc).isoformat()}
+    (out / "last_run.json").write_text(json.dumps(counts, indent=2, default=str))
+    return counts
+
+
+def _simulation_options(args: argparse.Namespace) -> Any:
+    from metrify.simulator import SimulationOptions
+
+    start = _parse_time(args.start) if args.start else SimulationOptions().start
+    end = _parse_time(args.end) if args.end else start + timedelta(days=1)
+    return SimulationOptions(
+        meters=args.meters, start=start, end=end, seed=args.seed,
+        anomaly_rate=args.anomaly_rate, poison_rate=args.poison_rate, late_rate=args.late_rate,
+        out_of_order_rate=args.out_of_order_rate, duplicate_rate=args.duplicate_rate,
+    )
+
+
+def lake_summary(settings: Settings) -> dict[str, Any]:
+    """Rows and files per layer, and the quarantine reasons."""
+    from metrify import lake
+    from metrify.readings import DATASET
+
+    root = lake.lake_root(settings)
+    raw = root / "raw" / DATASET
+    quarantine = root / "quarantine" / DATASET
+    raw_files = lake.list_files(raw)
+    hours = sorted({"/".join(Path(f).parts[-3:-1]) for f in raw_files})
+    reasons: Counter[str] = Counter()
+    table = lake.read_table(quarantine, columns=["reason"])
+    if table is not None:
+        reasons.update(r.split(":")[0] for r in table["reason"].to_pylist())
+    return {
+        "lake": str(root),
+        "raw_rows": lake.count_rows(raw),
+        "raw_files": len(raw_files),
+        "raw_partitions": len(hours),
+        "first_partition": hours[0] if hours else None,
+        "last_partition": hours[-1] if hours else None,
+        "quarantined_rows": lake.count_rows(quarantine),
+        "quarantine_files": len(lake.list_files(quarantine)),
+        "quarantine_reasons": dict(reasons.most_common()),
+    }
+
+
+def run_dag(dag_id: str, settings: Settings) -> None:
+    """Run one DAG locally, printing progress while it works; exits with its log tail on failure."""
+    from metrify.airflow_env import dags_test
+
+    log_path = settings.home / "logs" / f"{dag_id}.log"
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(5):
+            _say(f"      ... {dag_id} running for {time.monotonic() - started:.0f} s (log: {log_path})")
+
+    threading.Thread(target=ticker, daemon=True).start()
+    try:
+        ok = dags_test(dag_id, log_path, settings)
+    finally:
+        stop.set()
+    if not ok:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        raise SystemExit(f"DAG {dag_id} failed; last lines of {log_path}:\n{tail}")
+    _say(f"      {dag_id} succeeded in {time.monotonic() - started:.0f} s (log: {log_path})")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from metrify.airflow_env import ensure_db
+
+    settings = load_settings()
+    begun = time.monotonic()
+    _say(f"[1/5] embedded Kafka broker")
+    fresh = kafka.read_broker(settings) is None
+    info = kafka.up(settings)
+    _say(f"      listening on {info['bootstrap']} (pid {info['pid']}; stop with `metrify kafka down`)")
+    lake_dir = settings.home / "lake"
+    if fresh and settings.lake_url == lake_dir.as_uri() and lake_dir.exists():
+        # A new embedded broker starts its offsets at 0 again; the old embedded lake would collide.
+        _say(f"      new broker: clearing the embedded lake {lake_dir} of the previous broker's data")
+        shutil.rmtree(lake_dir)
+    before = lake_summary(settings)
+
+    options = _simulation_options(args)
+    _say(f"[2/5] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
+         f"{options.end:%Y-%m-%d %H:%M} UTC (seed {options.seed}) into topic {settings.meter_topic!r}")
+    counts = simulate_and_produce(settings, options)
+    _say(f"      produced {counts['messages']:,} messages: {counts['readings']:,} readings, "
+         f"{counts['poison_messages']} poison, {counts['exact_duplicates']} duplicates, {counts['late']} late, "
+         f"{counts['anomaly_labels']} labelled anomalous readings")
+
+    _say("[3/5] Airflow metadata database (SQLite, first run ~30 s)")
+    ensure_db(settings)
+
+    _say("[4/5] running DAG ingest_meter_readings")
+    run_dag("ingest_meter_readings", settings)
+
+    _say("[5/5] summary")
+    after = lake_summary(settings)
+    landed = (after["raw_rows"] - before["raw_rows"]) + (after["quarantined_rows"] - before["quarantined_rows"])
+    ok = landed == counts["messages"]
+    print_summary(after)
+    _say(f"  reconciliation: {counts['messages']:,} messages produced = "
+         f"{after['raw_rows'] - before['raw_rows']:,} raw rows + "
+         f"{after['quarantined_rows'] - before['quarantined_rows']:,} quarantined  ->  {'OK' if ok else 'MISMATCH'}")
+    _say(f"  done in {time.monotonic() - begun:.0f} s. Kafka is still running; `metrify kafka down` stops it.")
+    if not ok:
+        raise SystemExit("reconciliation failed: see the DAG log above and RUNBOOK.md")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    _say(f"  lake: {summary['lake']}")
+    _say(f"    raw/meter_readings/         {summary['raw_rows']:>10,} rows in {summary['raw_files']} files, "
+         f"{summary['raw_partitions']} hour partitions ({summary['first_partition']} .. {summary['last_partition']})")
+    _say(f"    quarantine/meter_readings/  {summary['quarantined_rows']:>10,} rows in {summary['quarantine_files']} files")
+    for reason, count in summary["quarantine_reasons"].items():
+        _say(f"        {count:>6} x {reason}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    kafka.up(settings)
+    counts = simulate_and_produce(settings, _simulation_options(args))
+    print(json.dumps(counts, indent=2, default=str))
+
+
+def cmd_kafka(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if args.action == "up":
+        info = kafka.up(settings)
+        _say(f"embedded Kafka broker on {info['bootstrap']} (pid {info['pid']}); "
+             f"address published in {kafka.broker_file(settings)}")
+    elif args.action == "down":
+        _say("stopped" if kafka.down(settings) else "no embedded broker was running")
+    elif args.action == "serve":
+        kafka.serve(settings)
+    else:
+        info = kafka.read_broker(settings)
+        _say(json.dumps(info) if info else "not running")
+        if not info:
+            sys.exit(1)
+
+
+def cmd_summary(_: argparse.Namespace) -> None:
+    print_summary(lake_summary(load_settings()))
+
+
+def _add_simulation_args(parser: argparse.ArgumentParser, meters: int, faults: bool) -> None:
+    parser.add_argument("--meters", type=int, default=meters)
+    parser.add_argument("--start", help="UTC start, ISO-8601 (default: yesterday 00:00 UTC)")
+    parser.add_argument("--end", help="UTC end, exclusive (default: start + 1 day)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--anomaly-rate", type=float, default=0.05 if faults else 0.0)
+    parser.add_argument("--poison-rate", type=float, default=0.001 if faults else 0.0)
+    parser.add_argument("--late-rate", type=float, default=0.01 if faults else 0.0)
+    parser.add_argument("--out-of-order-rate", type=float, default=0.01 if faults else 0.0)
+    parser.add_argument("--duplicate-rate", type=float, default=0.002 if faults else 0.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="metrify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the pipeline end to end on embedded defaults")
+    _add_simulation_args(run, meters=500, faults=True)
+    run.set_defaults(func=cmd_run)
+    sim = sub.add_parser("simulate", help="produce simulated meter readings into the meter topic")
+    _add_simulation_args(sim, meters=100, faults=False)
+    sim.set_defaults(func=cmd_simulate)
+    kafka_parser = sub.add_parser("kafka", help="the embedded Kafka broker")
+    kafka_parser.add_argument("action", choices=["up", "down", "status", "serve"])
+    kafka_parser.set_defaults(func=cmd_kafka)
+    sub.add_parser("summary", help="what the lake holds").set_defaults(func=cmd_summary)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
