@@ -353,11 +353,20 @@ class CheckpointOutcome:
 
 def _context(home: Path | None) -> Any:
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if home is None:
-        return gx.get_context(mode="ephemeral")
-    home.mkdir(parents=True, exist_ok=True)
-    return gx.get_context(mode="file", project_root_dir=str(home))
+        context = gx.get_context(mode="ephemeral")
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=str(home))
+    bars = context.variables.progress_bars
+    enabled = bars is None or (bars.get("globally", True) if isinstance(bars, dict) else bars.globally)
+    if enabled:
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
+        if home is not None:
+            context.variables.save()
+    return context
 
 
 def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.Timestamp,
@@ -451,6 +460,9 @@ def _describe(expect: Expect, res: Any, data: pd.DataFrame) -> dict[str, Any]:
         "observed_value": info.get("observed_value"),
         "partial_unexpected_list": info.get("partial_unexpected_list"),
     }
+    if expect.kind == "ExpectTableColumnsToMatchSet":
+        observed = set(info.get("observed_value") or [])
+        failure["kwargs"] = {"missing_columns": sorted(set(expect.kwargs["column_set"]) - observed)}
     if res.exception_info and res.exception_info.get("raised_exception"):
         failure["exception"] = res.exception_info.get("exception_message")
     if expect.bad_rows is not None:
@@ -603,32 +615,85 @@ def pending_intervals(settings: Settings | None = None) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- anomalies of a day
 
 
+def days_for_intervals(intervals: list[dict[str, Any]]) -> list[str]:
+    """Meter-days touched by hour intervals: a day D is (D 00:00, D+1 00:00] in reading_ts
+    (interval-start day), so hour 00 of D+1 also completes day D."""
+    days: set[str] = set()
+    for interval in intervals:
+        days.add(str(interval["date"]))
+        if int(interval["hour"]) == 0:
+            days.add((pd.Timestamp(interval["date"]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"))
+    return sorted(days)
+
+
 def read_day(root: ObjectStoragePath, date: str) -> pd.DataFrame:
-    path = lake.partition_path(root, "raw", DATASET, date=date)
-    table = lake.read_table(path, columns=list(readings.RAW_SCHEMA.names))
-    if table is None:
+    """Raw readings of meter-day `date`: reading_ts in (date 00:00, date+1 00:00], delivery order."""
+    start = pd.Timestamp(date, tz="UTC")
+    end = start + pd.Timedelta(days=1)
+    frames = []
+    for path in (lake.partition_path(root, "raw", DATASET, date=date),
+                 lake.partition_path(root, "raw", DATASET, date=end.strftime("%Y-%m-%d"), hour="00")):
+        table = lake.read_table(path, columns=list(readings.RAW_SCHEMA.names))
+        if table is not None:
+            frames.append(table.to_pandas())
+    if not frames:
         return readings.RAW_SCHEMA.empty_table().to_pandas()
-    return table.to_pandas().sort_values(["topic", "partition", "offset"], kind="stable", ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[(frame["reading_ts"] > start) & (frame["reading_ts"] <= end)]
+    return frame.sort_values(["topic", "partition", "offset"], kind="stable", ignore_index=True)
 
 
 def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Detect anomalies in one UTC day of raw readings; write findings and meter-day scores."""
+    """Detect anomalies in one meter-day of raw readings; write findings and meter-day scores.
+
+    Findings go to `anomalies/meter_readings/date=<date>/`, scores to
+    `quality/meter_day_scores/date=<date>/` (both overwritten: a re-run is idempotent).
+    """
     settings = settings or load_settings()
     root = lake.lake_root(settings)
     frame = read_day(root, date)
     day_start = pd.Timestamp(date, tz="UTC")
-    window_start = day_start - INTERVAL  # slot 0 = reading_ts 00:00 of the day
+    day_end = day_start + pd.Timedelta(days=1)
     last = frame["reading_ts"].max() if len(frame) else day_start
-    window_end = min(day_start + pd.Timedelta(days=1) - INTERVAL, last)  # do not report the future as gaps
-    findings = anomalies.detect_anomalies(frame, window_start, window_end)
+    window_end = min(day_end, last)  # a day still being ingested: do not report the future as gaps
+    findings = anomalies.detect_anomalies(frame, day_start, window_end)
     path = anomalies.write_anomalies(findings, root, date)
-    checked = evaluate_rows(frame, day_start, day_start + pd.Timedelta(days=1))
+    checked = evaluate_rows(frame, day_start + INTERVAL, day_end + INTERVAL)
     scores = meter_day_scores(checked, findings)
     score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
     lake.write_parquet(pa.Table.from_pandas(scores, preserve_index=False), score_path)
     summary = {"date": date, "rows": len(frame), "findings": findings["anomaly_type"].value_counts().to_dict(),
                "anomalies_path": str(path), "scores_path": str(score_path),
                "tiers": scores["quality_tier"].value_counts().to_dict(),
-               "batch_score": batch_score(checked, findings)}
+               "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * 96)}
     log.info("anomalies for %s: %s", date, json.dumps(summary, default=str))
     return summary
+
+
+def intervals_from_request(extras: list[dict[str, Any]], conf: dict[str, Any],
+                           settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The hour intervals a quality run must judge.
+
+    Order of precedence: a manual run's conf (`{"intervals": [{"date":..,"hour":..}]}` or
+    `{"date": "YYYY-MM-DD"}` for all its raw hours), the triggering asset events' extra
+    (`intervals`), else every raw hour whose files changed since the gate last judged it.
+    """
+    def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen = {(str(i["date"]), int(i["hour"])) for i in items}
+        for date, hour in seen:
+            datetime.strptime(date, "%Y-%m-%d")
+            if not 0 <= hour <= 23:
+                raise ValueError(f"interval hour {hour} of {date} is not 0..23")
+        return [{"date": d, "hour": h} for d, h in sorted(seen)]
+
+    if conf.get("intervals"):
+        return clean(list(conf["intervals"]))
+    if conf.get("date"):
+        settings = settings or load_settings()
+        base = lake.partition_path(lake.lake_root(settings), "raw", DATASET, date=str(conf["date"]))
+        hours = {int(p.split("hour=")[1].split("/")[0]) for p in lake.list_files(base) if "hour=" in p}
+        return clean([{"date": conf["date"], "hour": h} for h in hours])
+    requested = [i for extra in extras for i in (extra.get("intervals") or [])]
+    if requested:
+        return clean(requested)
+    return pending_intervals(settings)
