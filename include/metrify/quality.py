@@ -101,7 +101,7 @@ def duplicate_status(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     for name in anomalies.VALUE_COLUMNS:
         if name not in frame:
             continue
-        values = frame[name].to_numpy(dtype=float, na_value=np.nan)[order]
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)[order]
         a, b = values, values[first_pos]
         differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
     group_conflict = np.bincount(group, weights=differs.astype(float)) > 0
@@ -121,17 +121,25 @@ def evaluate_rows(frame: pd.DataFrame, window_start: pd.Timestamp, window_end: p
     out = frame.copy()
     n = len(out)
     reason = np.full(n, None, dtype=object)
+
+    def numbers(name: str) -> np.ndarray:
+        """A numeric column as floats; a missing or non-numeric column is all NaN (the GX schema
+        expectations report it and block the interval; here its rows get 'missing required value')."""
+        if name not in out:
+            return np.full(n, np.nan)
+        return pd.to_numeric(out[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
     with np.errstate(invalid="ignore"):
-        consumption = out["consumption_kwh"].to_numpy(dtype=float, na_value=np.nan)
-        voltage = out["voltage"].to_numpy(dtype=float, na_value=np.nan)
-        frequency = out["frequency"].to_numpy(dtype=float, na_value=np.nan)
+        consumption = numbers("consumption_kwh")
+        voltage = numbers("voltage")
+        frequency = numbers("frequency")
         ts = _epoch_us(out["reading_ts"])
         start_us = int(pd.Timestamp(window_start).value // 1000)
         end_us = int(pd.Timestamp(window_end).value // 1000)
         repeat, conflict, copies = duplicate_status(out)
         rules: list[tuple[np.ndarray, Callable[[int], str]]] = []
         for name in REQUIRED:
-            missing = out[name].isna().to_numpy()
+            missing = out[name].isna().to_numpy() if name in out else np.ones(n, dtype=bool)
             rules.append((missing, lambda i, name=name: f"missing required value: {name}"))
         rules += [
             (conflict, lambda i: f"conflicting duplicate: {copies[i]} readings for this meter_id and "
@@ -343,6 +351,7 @@ class CheckpointOutcome:
     failures: list[dict[str, Any]] = field(default_factory=list)  # every failed expectation
     statistics: dict[str, Any] = field(default_factory=dict)
     docs_index: str | None = None  # Data Docs index.html
+    docs_pages: dict[str, str] = field(default_factory=dict)  # suite -> this run's validation page
     result_path: str | None = None  # validation result JSON kept beside the docs
     import_seconds: float = 0.0
 
@@ -377,6 +386,7 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
     `gx_home` is the file data context's root (results + Data Docs); None uses an ephemeral one.
     """
     t0 = time.perf_counter()
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # keep the task log readable
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
@@ -384,7 +394,12 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
     import_seconds = time.perf_counter() - t0
     context = _context(gx_home if build_docs else None)
     source = context.data_sources.add_or_update_pandas(name="metrify")
+    # exact redeliveries (at-least-once delivery) are harmless and quarantined as such; the
+    # uniqueness expectation judges what is left, i.e. conflicting readings
+    exact_repeat = (checked["repeat"] & checked["duplicate"].eq("exact")).to_numpy()
     rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy())
+    if exact_repeat.any():
+        rows_frame = rows_frame.loc[~exact_repeat].reset_index(drop=True)
     counts_frame = completeness_frame(checked, window_start, window_end)
     specs = {"meter_readings": (meter_readings_suite(), rows_frame),
              "meter_readings_completeness": (completeness_suite(), counts_frame)}
@@ -401,7 +416,7 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
         suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=[e.build() for e in expects]))
         definitions.append(context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"{name}_interval", data=batch_definition, suite=suite)))
-    run_name = run_name or f"meter_readings {window_start:%Y-%m-%dT%H:%M}"
+    run_name = run_name or f"{window_start:%Y-%m-%dT%H%M}"
     outcome = CheckpointOutcome(success=True, import_seconds=import_seconds)
     # one checkpoint per suite: each validation definition gets its own dataframe
     for (name, (expects, data)), definition in zip(specs.items(), definitions, strict=True):
@@ -411,12 +426,16 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
         result = checkpoint.run(batch_parameters={"dataframe": data},
                                 run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc)))
-        for validation in result.run_results.values():
+        for identifier, validation in result.run_results.items():
             outcome.statistics[name] = dict(validation.statistics)
+            if build_docs and gx_home is not None:
+                pages = context.get_docs_sites_urls(resource_identifier=identifier)
+                if pages and pages[0].get("site_url"):
+                    outcome.docs_pages[name] = pages[0]["site_url"]
             for expect, res in zip(expects, _ordered(validation, expects), strict=True):
                 if res is None or res.success:
                     continue
-                outcome.failures.append(_describe(expect, res, data))
+                outcome.failures.append({**_describe(expect, res, data), "suite": name})
     outcome.success = not outcome.critical
     if build_docs and gx_home is not None:
         urls = context.get_docs_sites_urls()
@@ -484,9 +503,9 @@ def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, qua
         count = f.get("unexpected_count")
         total = f.get("element_count")
         percent = f.get("unexpected_percent")
-        counts = (f"{count} of {total} rows unexpected ({percent:.3f} %)" if count is not None and percent is not None
+        counts = (f"{count} of {total} rows unexpected ({percent:.3f} %; exact redeliveries not counted)" if count is not None and percent is not None
                   else f"observed {f.get('observed_value')!r}")
-        lines.append(f"- {f['expectation']} on column {f['column']} {f['kwargs']}: {counts}")
+        lines.append(f"- [{f.get('suite', '')}] {f['expectation']} on column {f['column']} {f['kwargs']}: {counts}")
         if f.get("exception"):
             lines.append(f"    error: {f['exception']}")
         for row in f.get("sample_rows", [])[:5]:
@@ -496,8 +515,10 @@ def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, qua
         lines.append("warnings (recorded, not blocking): " + ", ".join(
             f"{w['expectation']}({w['column']}): {w.get('unexpected_count')}" for w in warnings))
     lines.append(f"{quarantined} row(s) quarantined with their reason at {quarantine_path}")
+    for suite in sorted({f["suite"] for f in outcome.critical if f.get("suite") in outcome.docs_pages}):
+        lines.append(f"Great Expectations validation result ({suite}): {outcome.docs_pages[suite]}")
     if outcome.docs_index:
-        lines.append(f"Great Expectations Data Docs: {outcome.docs_index}")
+        lines.append(f"Great Expectations Data Docs (all runs): {outcome.docs_index}")
     lines.append("what to do: open the Data Docs, inspect the sample rows and the quarantine; fix the "
                  "source or re-ingest the interval, then clear this task to re-run the gate.")
     return "\n".join(lines)
@@ -559,7 +580,7 @@ def run_gate(date: str, hour: int, settings: Settings | None = None, build_docs:
     frame, files = read_interval(root, date, hour)
     checked = evaluate_rows(frame, start, end, now=now)
     outcome = run_checkpoint(frame, checked, start, end, gx_home=settings.home / "gx", build_docs=build_docs,
-                             run_name=f"meter_readings {date} hour {hour:02d}")
+                             run_name=f"{date}T{hour:02d}")
     bad = checked["reason"].notna()
     quarantine_dir = lake.partition_path(root, "quarantine", QUARANTINE_DATASET, date=date, hour=f"{hour:02d}")
     quarantine_file = quarantine_dir / "gate.parquet"
