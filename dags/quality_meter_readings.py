@@ -18,6 +18,8 @@ Runs whenever the ingestion updates `metrify://lake/raw/meter_readings`.
 3. **detect_anomalies** (runs also when a gate failed) – rules and robust statistics over each
    touched meter-day (UTC day of the interval start: reading_ts in (D 00:00, D+1 00:00]); findings to `anomalies/meter_readings/date=/`, meter-day quality scores to
    `quality/meter_day_scores/date=/`.
+4. **summary** – logs the counts; it needs every gate to pass, so a blocked interval marks the
+   whole run failed (the anomaly task alone would otherwise make the run look successful).
 
 Reading a failure: see `docs/quality.md`.
 """
@@ -83,8 +85,19 @@ def quality_meter_readings() -> None:
 
         return [run_anomalies(day) for day in days_for_intervals(intervals)]
 
+    @task
+    def summary(gates: list[dict[str, Any]], days: list[dict[str, Any]]) -> dict[str, Any]:
+        """Runs only when every gate passed: a blocked interval leaves it upstream_failed, so the
+        run is marked failed even though detect_anomalies (all_done) succeeded."""
+        from metrify.quality import run_summary
+
+        return run_summary(list(gates), list(days))
+
     intervals = find_intervals()
-    gate.expand(interval=intervals) >> detect_anomalies(intervals)
+    gates = gate.expand(interval=intervals)
+    days = detect_anomalies(intervals)
+    gates >> days
+    summary(gates, days)
 
 
 quality_meter_readings()

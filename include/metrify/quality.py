@@ -718,3 +718,21 @@ def intervals_from_request(extras: list[dict[str, Any]], conf: dict[str, Any],
     if requested:
         return clean(requested)
     return pending_intervals(settings)
+
+
+def run_summary(gates: list[dict[str, Any]], days: list[dict[str, Any]]) -> dict[str, Any]:
+    """One log line an on-call engineer can read: what passed, what was quarantined, what was found."""
+    findings: dict[str, int] = {}
+    for day in days:
+        for kind, count in day.get("findings", {}).items():
+            findings[kind] = findings.get(kind, 0) + int(count)
+    result = {
+        "intervals": len(gates),
+        "validated_rows": sum(int(g["validated"]) for g in gates),
+        "quarantined_rows": sum(int(g["quarantined"]) for g in gates),
+        "lowest_quality_score": min((g["quality_score"] for g in gates), default=None),
+        "days": [d["date"] for d in days],
+        "anomalies": findings,
+    }
+    log.info("quality run: %s", json.dumps(result, default=str))
+    return result

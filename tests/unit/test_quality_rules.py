@@ -124,3 +124,13 @@ def test_run_anomalies_writes_findings_and_scores(metrify_home) -> None:
     scores = lake.read_table(root / "quality" / quality.SCORE_DATASET).to_pandas()
     assert list(scores["readings"]) == [96, 96, 96] and set(scores["day"]) == {"2026-11-16"}
     assert summary["batch_score"]["completeness"] == 1.0
+
+
+def test_run_summary_adds_up_gates_and_findings() -> None:
+    gates = [{"validated": 10, "quarantined": 1, "quality_score": 99.0},
+             {"validated": 5, "quarantined": 0, "quality_score": 97.5}]
+    days = [{"date": "2026-11-16", "findings": {"gap": 3, "spike": 1}},
+            {"date": "2026-11-17", "findings": {"gap": 2}}]
+    result = quality.run_summary(gates, days)
+    assert result["validated_rows"] == 15 and result["quarantined_rows"] == 1
+    assert result["lowest_quality_score"] == 97.5 and result["anomalies"] == {"gap": 5, "spike": 1}
