@@ -381,9 +381,29 @@ def _context(home: Path | None) -> Any:
 def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.Timestamp,
                    window_end: pd.Timestamp, gx_home: Path | None = None, build_docs: bool = True,
                    run_name: str | None = None) -> CheckpointOutcome:
-    """Validate the interval with the two suites in one GX checkpoint and keep the results.
+    """Validate a meter-readings interval with its two suites and keep the results.
 
     `gx_home` is the file data context's root (results + Data Docs); None uses an ephemeral one.
+    """
+    # exact redeliveries (at-least-once delivery) are harmless and quarantined as such; the
+    # uniqueness expectation judges what is left, i.e. conflicting readings
+    exact_repeat = (checked["repeat"] & checked["duplicate"].eq("exact")).to_numpy()
+    rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy())
+    if exact_repeat.any():
+        rows_frame = rows_frame.loc[~exact_repeat].reset_index(drop=True)
+    counts_frame = completeness_frame(checked, window_start, window_end)
+    specs = {"meter_readings": (meter_readings_suite(), rows_frame),
+             "meter_readings_completeness": (completeness_suite(), counts_frame)}
+    return run_suites(specs, gx_home=gx_home, build_docs=build_docs,
+                      run_name=run_name or f"{window_start:%Y-%m-%dT%H%M}")
+
+
+def run_suites(specs: dict[str, tuple[list[Expect], pd.DataFrame]], gx_home: Path | None = None,
+               build_docs: bool = True, run_name: str = "run") -> CheckpointOutcome:
+    """Run one GX checkpoint per suite (`name -> (expectations, dataframe)`), results kept.
+
+    With `build_docs` and a `gx_home`, a file data context there stores suites, validation
+    definitions, checkpoints and results, and renders Data Docs; otherwise it is ephemeral.
     """
     t0 = time.perf_counter()
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # keep the task log readable
@@ -394,17 +414,8 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
     import_seconds = time.perf_counter() - t0
     context = _context(gx_home if build_docs else None)
     source = context.data_sources.add_or_update_pandas(name="metrify")
-    # exact redeliveries (at-least-once delivery) are harmless and quarantined as such; the
-    # uniqueness expectation judges what is left, i.e. conflicting readings
-    exact_repeat = (checked["repeat"] & checked["duplicate"].eq("exact")).to_numpy()
-    rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy())
-    if exact_repeat.any():
-        rows_frame = rows_frame.loc[~exact_repeat].reset_index(drop=True)
-    counts_frame = completeness_frame(checked, window_start, window_end)
-    specs = {"meter_readings": (meter_readings_suite(), rows_frame),
-             "meter_readings_completeness": (completeness_suite(), counts_frame)}
-    definitions = []
-    for name, (expects, _) in specs.items():
+    outcome = CheckpointOutcome(success=True, import_seconds=import_seconds)
+    for name, (expects, data) in specs.items():
         try:
             asset = source.get_asset(name)
         except LookupError:
@@ -414,12 +425,8 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
         except (KeyError, LookupError, ValueError):
             batch_definition = asset.add_batch_definition_whole_dataframe("interval")
         suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=[e.build() for e in expects]))
-        definitions.append(context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{name}_interval", data=batch_definition, suite=suite)))
-    run_name = run_name or f"{window_start:%Y-%m-%dT%H%M}"
-    outcome = CheckpointOutcome(success=True, import_seconds=import_seconds)
-    # one checkpoint per suite: each validation definition gets its own dataframe
-    for (name, (expects, data)), definition in zip(specs.items(), definitions, strict=True):
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{name}_interval", data=batch_definition, suite=suite))
         actions = [UpdateDataDocsAction(name="update_data_docs")] if build_docs else []
         checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
             name=f"{name}_gate", validation_definitions=[definition], actions=actions,
