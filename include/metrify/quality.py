@@ -59,7 +59,8 @@ INTERVAL = pd.Timedelta(minutes=15)
 # hard physical bounds: outside them a reading is a device fault, not a grid event
 VOLTAGE_HARD = (161.0, 299.0)  # 230 V +-30 %
 FREQUENCY_HARD = (47.5, 51.5)  # generators disconnect outside
-TIMELY_MINUTES = 60.0  # a reading ingested within an hour is timely
+TIMELY_MINUTES = 60.0  # ingested within an hour of reaching Kafka is timely
+DELIVERY_MINUTES = 24 * 60.0  # a meter's reading should reach Kafka within a day
 REQUIRED = ("meter_id", "reading_ts", "consumption_kwh", "voltage", "frequency")
 WEIGHTS = {"completeness": 0.3, "accuracy": 0.3, "consistency": 0.2, "timeliness": 0.2}
 TIERS = ((98.0, "gold", "accept"), (90.0, "silver", "accept"), (75.0, "bronze", "review"),
@@ -116,8 +117,8 @@ def duplicate_status(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def evaluate_rows(frame: pd.DataFrame, window_start: pd.Timestamp, window_end: pd.Timestamp,
                   now: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The raw rows plus `reason` (quarantine, None if usable), `warning_flags`, `duplicate`
-    and `ingestion_lag_minutes`. The window is [window_start, window_end) on reading_ts."""
+    """The raw rows plus `reason` (quarantine, None if usable), `warning_flags`, `duplicate`,
+    `repeat`, `ingestion_lag_minutes` (Kafka to lake) and `delivery_lag_minutes` (meter to Kafka). The window is [window_start, window_end) on reading_ts."""
     out = frame.copy()
     n = len(out)
     reason = np.full(n, None, dtype=object)
@@ -164,17 +165,21 @@ def evaluate_rows(frame: pd.DataFrame, window_start: pd.Timestamp, window_end: p
         flags |= np.where((voltage < anomalies.VOLTAGE_LOW) | (voltage > anomalies.VOLTAGE_HIGH), WARN_VOLTAGE, 0).astype(np.int8)
         flags |= np.where(np.abs(frequency - anomalies.FREQUENCY_NOMINAL) > anomalies.FREQUENCY_BAND,
                           WARN_FREQUENCY, 0).astype(np.int8)
-        if "ingested_at" in out:
-            lag = (_epoch_us(out["ingested_at"]) - ts) / 60e6
-        else:
-            reference = int(pd.Timestamp(now or pd.Timestamp.now(tz="UTC")).value // 1000)
-            lag = (reference - ts) / 60e6
+        # timeliness is split where responsibility changes hands: delivery (meter/head-end to
+        # Kafka: kafka_ts - reading_ts) and ingestion (Kafka to the lake: ingested_at - kafka_ts).
+        # A backfilled day is late in delivery, not in ingestion.
+        reference = int(pd.Timestamp(now or pd.Timestamp.now(tz="UTC")).value // 1000)
+        sent = _epoch_us(out["kafka_ts"]) if "kafka_ts" in out else ts
+        arrived = _epoch_us(out["ingested_at"]) if "ingested_at" in out else np.full(n, reference)
+        lag = (arrived - sent) / 60e6
+        delivery = (sent - ts) / 60e6
         flags |= np.where(lag > TIMELY_MINUTES, WARN_LATE, 0).astype(np.int8)
     out["reason"] = pd.Series(reason, index=out.index, dtype=object)
     out["warning_flags"] = flags
     out["duplicate"] = np.where(conflict, "conflict", np.where(repeat, "exact", None))
     out["repeat"] = repeat  # a later copy of a (meter_id, reading_ts) already seen
     out["ingestion_lag_minutes"] = np.round(lag, 2)
+    out["delivery_lag_minutes"] = np.round(delivery, 2)
     return out
 
 
@@ -283,7 +288,7 @@ def _between(column: str, low: float | None, high: float | None) -> Callable[[pd
 
 def meter_readings_suite() -> list[Expect]:
     """Expectations on the raw rows of one interval."""
-    columns = list(readings.RAW_SCHEMA.names) + ["ingestion_lag_minutes"]
+    columns = list(readings.RAW_SCHEMA.names) + ["ingestion_lag_minutes", "delivery_lag_minutes"]
     floats = [f.name for f in readings.PAYLOAD_SCHEMA if pa.types.is_floating(f.type)]
     suite = [
         Expect("ExpectTableRowCountToBeBetween", {"min_value": 1}, "critical"),
@@ -320,6 +325,9 @@ def meter_readings_suite() -> list[Expect]:
                "warning", _between("humidity", 0, 100)),
         Expect("ExpectColumnValuesToBeBetween", {"column": "temperature", "min_value": -40, "max_value": 50},
                "warning", _between("temperature", -40, 50)),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "delivery_lag_minutes", "max_value": DELIVERY_MINUTES,
+                                                 "mostly": 0.95}, "warning",
+               _between("delivery_lag_minutes", None, DELIVERY_MINUTES)),
         Expect("ExpectColumnValuesToBeBetween", {"column": "ingestion_lag_minutes", "max_value": TIMELY_MINUTES,
                                                  "mostly": 0.95}, "warning",
                _between("ingestion_lag_minutes", None, TIMELY_MINUTES)),
@@ -388,7 +396,8 @@ def run_checkpoint(frame: pd.DataFrame, checked: pd.DataFrame, window_start: pd.
     # exact redeliveries (at-least-once delivery) are harmless and quarantined as such; the
     # uniqueness expectation judges what is left, i.e. conflicting readings
     exact_repeat = (checked["repeat"] & checked["duplicate"].eq("exact")).to_numpy()
-    rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy())
+    rows_frame = frame.assign(ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy(),
+                              delivery_lag_minutes=checked["delivery_lag_minutes"].to_numpy())
     if exact_repeat.any():
         rows_frame = rows_frame.loc[~exact_repeat].reset_index(drop=True)
     counts_frame = completeness_frame(checked, window_start, window_end)

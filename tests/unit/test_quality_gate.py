@@ -84,12 +84,14 @@ def test_clean_batch_passes_and_each_bad_case_is_caught(hour_frame: pd.DataFrame
 
 def test_warnings_are_recorded_but_do_not_block(hour_frame: pd.DataFrame) -> None:
     frame = _set_share("voltage", 200.0, 0.05)(hour_frame)  # EN 50160 band, inside physical bounds
-    frame["ingested_at"] = frame["reading_ts"] + pd.Timedelta(hours=2)  # everything late
+    frame["kafka_ts"] = frame["kafka_ts"] + pd.Timedelta(days=2)  # the head-end delivered late
+    frame["ingested_at"] = frame["kafka_ts"] + pd.Timedelta(hours=2)  # and the drain fell behind
     outcome = _checkpoint(frame)
     assert outcome.success
     warned = {(f["expectation"], f["column"]) for f in outcome.failures if f["severity"] == "warning"}
     assert ("expect_column_values_to_be_between", "voltage") in warned
     assert ("expect_column_values_to_be_between", "ingestion_lag_minutes") in warned
+    assert ("expect_column_values_to_be_between", "delivery_lag_minutes") in warned
 
 
 def _write_raw(root, frame: pd.DataFrame) -> None:

@@ -57,7 +57,7 @@ def test_warnings_are_flags_not_quarantine() -> None:
     frame = batch()
     frame.loc[0, "voltage"] = 200.0  # outside EN 50160 +-10 %, inside the physical bounds
     frame.loc[1, "frequency"] = 50.3
-    frame.loc[2, "ingested_at"] = frame.loc[2, "reading_ts"] + pd.Timedelta(hours=3)
+    frame.loc[2, "ingested_at"] = frame.loc[2, "kafka_ts"] + pd.Timedelta(hours=3)
     checked = quality.evaluate_rows(frame, START, END)
     assert checked["reason"].isna().all()
     assert list(checked["warning_flags"][:3]) == [quality.WARN_VOLTAGE, quality.WARN_FREQUENCY, quality.WARN_LATE]
