@@ -134,3 +134,14 @@ def test_run_summary_adds_up_gates_and_findings() -> None:
     result = quality.run_summary(gates, days)
     assert result["validated_rows"] == 15 and result["quarantined_rows"] == 1
     assert result["lowest_quality_score"] == 97.5 and result["anomalies"] == {"gap": 5, "spike": 1}
+
+
+def test_completeness_judges_the_slots_due_not_the_whole_hour() -> None:
+    frame = batch(meters=4, slots=2)  # a drain has delivered 05:00 and 05:15 so far
+    checked = quality.evaluate_rows(frame, START, END)
+    assert quality.expected_slots(checked, START, END) == 2
+    counts = quality.completeness_frame(checked, START, END)
+    assert (counts["completeness"] == 1.0).all()
+    gap = quality.evaluate_rows(frame.drop(index=[0]), START, END)  # DE0 lacks 05:00
+    counts = quality.completeness_frame(gap, START, END).set_index("meter_id")
+    assert counts.loc["DE0", "completeness"] == 0.5 and counts.loc["DE1", "completeness"] == 1.0
