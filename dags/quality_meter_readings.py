@@ -62,7 +62,8 @@ def quality_meter_readings() -> None:
         conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
         return intervals_from_request(extras, conf)
 
-    @task(outlets=[VALIDATED_METER_READINGS], max_active_tis_per_dagrun=2)
+    # one gate at a time: the GX file context (suites, results, Data Docs) is shared on disk
+    @task(outlets=[VALIDATED_METER_READINGS], max_active_tis_per_dagrun=1)
     def gate(interval: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -68,11 +68,12 @@ def quality_sources() -> None:
         conf = dict(getattr(get_current_context().get("dag_run"), "conf", None) or {})
         return sorted(set(conf[dataset])) if conf.get(dataset) else pending_days(dataset)
 
-    @task(outlets=[VALIDATED_GRID_STATUS])
+    # one gate per dataset at a time: each dataset's GX file context is shared on disk
+    @task(outlets=[VALIDATED_GRID_STATUS], max_active_tis_per_dagrun=1)
     def gate_grid_status(date: str) -> dict[str, Any]:
         return _gate("grid_status", date, VALIDATED_GRID_STATUS)
 
-    @task(outlets=[VALIDATED_WEATHER])
+    @task(outlets=[VALIDATED_WEATHER], max_active_tis_per_dagrun=1)
     def gate_weather(date: str) -> dict[str, Any]:
         return _gate("weather", date, VALIDATED_WEATHER)
 

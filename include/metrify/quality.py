@@ -607,7 +607,7 @@ def run_gate(date: str, hour: int, settings: Settings | None = None, build_docs:
     start, end = interval_bounds(date, hour)
     frame, files = read_interval(root, date, hour)
     checked = evaluate_rows(frame, start, end, now=now)
-    outcome = run_checkpoint(frame, checked, start, end, gx_home=settings.home / "gx", build_docs=build_docs,
+    outcome = run_checkpoint(frame, checked, start, end, gx_home=settings.home / "gx" / DATASET, build_docs=build_docs,
                              run_name=f"{date}T{hour:02d}")
     bad = checked["reason"].notna()
     quarantine_dir = lake.partition_path(root, "quarantine", QUARANTINE_DATASET, date=date, hour=f"{hour:02d}")

@@ -206,7 +206,7 @@ def run_source_gate(dataset: str, date: str, settings: Settings | None = None, b
         lag = pd.Series(np.nan, index=frame.index)
     frame = frame.assign(ingestion_lag_minutes=lag.round(2))
     suite = SUITES[dataset]()
-    outcome = run_suites({dataset: (suite, frame)}, gx_home=settings.home / "gx", build_docs=build_docs,
+    outcome = run_suites({dataset: (suite, frame)}, gx_home=settings.home / "gx" / dataset, build_docs=build_docs,
                          run_name=date)
     reasons = row_reasons(frame, suite, KEYS[dataset])
     bad = reasons.notna()
