@@ -644,17 +644,29 @@ def run_gate(date: str, hour: int, settings: Settings | None = None, build_docs:
     return report
 
 
-def pending_intervals(settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Hour partitions of raw/meter_readings whose files changed since the gate last judged them."""
+LOOKBACK_DAYS = 7  # automatic re-gating looks at the newest raw days; older ones: run with conf
+
+
+def recent_date_partitions(base: ObjectStoragePath, lookback_days: int = LOOKBACK_DAYS) -> list[str]:
+    """The newest `lookback_days` `date=` partition names below `base` (without listing files)."""
+    if not base.exists():
+        return []
+    names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in base.fs.ls(base.path, detail=False)]
+    return sorted(n.split("=", 1)[1] for n in names if n.startswith("date="))[-lookback_days:]
+
+
+def pending_intervals(settings: Settings | None = None, lookback_days: int = LOOKBACK_DAYS) -> list[dict[str, Any]]:
+    """Hour partitions of raw/meter_readings (newest `lookback_days` days) whose files changed
+    since the gate last judged them (the gate marker records the files it saw)."""
     settings = settings or load_settings()
     root = lake.lake_root(settings)
     base = root / "raw" / DATASET
-    files = lake.list_files(base)
     by_hour: dict[tuple[str, int], list[str]] = {}
-    for name in files:
-        parts = dict(p.split("=", 1) for p in name.split("/") if "=" in p)
-        if "date" in parts and "hour" in parts:
-            by_hour.setdefault((parts["date"], int(parts["hour"])), []).append(name)
+    for date in recent_date_partitions(base, lookback_days):
+        for name in lake.list_files(base / f"date={date}"):
+            hour = [p for p in name.split("/") if p.startswith("hour=")]
+            if hour:
+                by_hour.setdefault((date, int(hour[-1].split("=", 1)[1])), []).append(name)
     pending = []
     for (date, hour), names in sorted(by_hour.items()):
         marker = lake.read_json(marker_path(root, date, hour))

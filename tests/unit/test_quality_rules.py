@@ -145,3 +145,12 @@ def test_completeness_judges_the_slots_due_not_the_whole_hour() -> None:
     gap = quality.evaluate_rows(frame.drop(index=[0]), START, END)  # DE0 lacks 05:00
     counts = quality.completeness_frame(gap, START, END).set_index("meter_id")
     assert counts.loc["DE0", "completeness"] == 0.5 and counts.loc["DE1", "completeness"] == 1.0
+
+
+def test_automatic_regating_looks_back_a_bounded_number_of_days(metrify_home) -> None:
+    root = lake.lake_root()
+    for day in ("2026-11-14", "2026-11-15", "2026-11-16"):
+        start = pd.Timestamp(f"{day}T05:00:00Z")
+        _write_raw(root, batch(start=start), day, 5)
+    assert [i["date"] for i in quality.pending_intervals(lookback_days=2)] == ["2026-11-15", "2026-11-16"]
+    assert quality.intervals_from_request([], {"date": "2026-11-14"}) == [{"date": "2026-11-14", "hour": 5}]
