@@ -145,3 +145,7 @@ def test_failed_gate_blocks_and_explains(metrify_home: Path, hour_frame: pd.Data
     assert (quarantined["consumption_kwh"] < 0).sum() == (bad["consumption_kwh"] < 0).sum()
     marker = lake.read_json(quality.marker_path(root, DATE, HOUR))
     assert marker["passed"] is False and marker["validated"] == 0
+    summary = quality.lake_quality_summary()
+    assert summary["intervals_blocked"] == [f"{DATE} hour {HOUR:02d}"] and summary["validated_rows"] == 0
+    assert summary["gate_quarantine_reasons"]["negative consumption"] == (bad["consumption_kwh"] < 0).sum()
+    assert summary["data_docs"].endswith("index.html")
