@@ -67,6 +67,11 @@ TIERS = ((98.0, "gold", "accept"), (90.0, "silver", "accept"), (75.0, "bronze", 
          (-1.0, "reject", "reject"))
 WARN_VOLTAGE, WARN_FREQUENCY, WARN_LATE = 1, 2, 4
 CONSISTENCY_TYPES = ("stuck_meter", "spike", "duplicate_conflict")
+SCORE_SCHEMA = pa.schema([
+    ("meter_id", pa.string()), ("day", pa.string()), ("readings", pa.int64()), ("completeness", pa.float64()),
+    ("accuracy", pa.float64()), ("consistency", pa.float64()), ("timeliness", pa.float64()),
+    ("quality_score", pa.float64()), ("quality_tier", pa.string()), ("quality_action", pa.string()),
+])
 
 
 class QualityGateError(RuntimeError):
@@ -727,7 +732,7 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
     checked = evaluate_rows(frame, day_start + INTERVAL, day_end + INTERVAL)
     scores = meter_day_scores(checked, findings)
     score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
-    lake.write_parquet(pa.Table.from_pandas(scores, preserve_index=False), score_path)
+    lake.write_parquet(pa.Table.from_pandas(scores, schema=SCORE_SCHEMA, preserve_index=False), score_path)
     summary = {"date": date, "rows": len(frame), "findings": findings["anomaly_type"].value_counts().to_dict(),
                "anomalies_path": str(path), "scores_path": str(score_path),
                "tiers": scores["quality_tier"].value_counts().to_dict(),
