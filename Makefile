@@ -25,6 +25,12 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	@$(BIN)/python -m metrify.bench
 
+up: $(BIN)/.installed
+	@$(BIN)/metrify up
+
+down: $(BIN)/.installed
+	@$(BIN)/metrify down
+
 kafka-up: $(BIN)/.installed
 	@$(BIN)/metrify kafka up
 

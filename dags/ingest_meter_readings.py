@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, task
 
+from metrify.dag_defaults import deadline, default_args
+
 RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
 
 DOC = """
@@ -18,7 +20,7 @@ Offsets are committed only after the files are durable, so a retry overwrites in
 duplicating. Bad messages go to `quarantine/meter_readings/` with their reason.
 `reconcile` checks messages = raw rows + quarantined rows and updates the asset.
 
-On failure: see `RUNBOOK.md` (broker down, reconciliation failed).
+On failure: see `RUNBOOK.md` (sections *Broker down*, *Reconciliation failed*).
 """
 
 
@@ -29,13 +31,8 @@ On failure: see `RUNBOOK.md` (broker down, reconciliation failed).
     max_active_runs=1,  # one drain per partition at a time
     tags=["metrify", "ingestion", "kafka", "meter_readings"],
     doc_md=DOC,
-    default_args={
-        "owner": "metrify-data-eng",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=default_args(execution_timeout=timedelta(minutes=30)),
+    deadline=deadline(timedelta(minutes=30), "ingest_meter_readings"),
 )
 def ingest_meter_readings():
     @task

@@ -4,6 +4,7 @@
     metrify kafka up|down|status     the embedded Kafka broker
     metrify simulate --meters N --start ... --end ... --seed S [fault options]
     metrify summary                  what the lake holds
+    metrify up | down                the local stack with the Airflow UI (`make up`, `make down`)
 """
 
 from __future__ import annotations
@@ -186,6 +187,24 @@ def cmd_kafka(args: argparse.Namespace) -> None:
             sys.exit(1)
 
 
+def cmd_up(args: argparse.Namespace) -> None:
+    from metrify import stack
+
+    _say("starting Kafka, the simulator feed and Airflow (API server, scheduler, DAG processor, "
+         "triggerer); first start ~1-2 min ...")
+    info = stack.up(meters=args.meters)
+    users = ", ".join(f"{user} / {password}" for user, password in info["passwords"].items())
+    _say(f"Airflow UI: {info['url']}  (log in as: {users})")
+    _say(f"Kafka: {info['kafka']}; logs in {load_settings().home / 'stack'}; stop everything with `make down`")
+
+
+def cmd_down(_: argparse.Namespace) -> None:
+    from metrify import stack
+
+    stopped = stack.down()
+    _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
 def cmd_summary(_: argparse.Namespace) -> None:
     print_summary(lake_summary(load_settings()))
 
@@ -216,6 +235,10 @@ def main(argv: list[str] | None = None) -> None:
     kafka_parser.add_argument("action", choices=["up", "down", "status", "serve"])
     kafka_parser.set_defaults(func=cmd_kafka)
     sub.add_parser("summary", help="what the lake holds").set_defaults(func=cmd_summary)
+    up = sub.add_parser("up", help="start the local stack with the Airflow UI")
+    up.add_argument("--meters", type=int, default=200, help="meters the continuous feed simulates")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
     args = parser.parse_args(argv)
     args.func(args)
 

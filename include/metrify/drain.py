@@ -131,6 +131,7 @@ def drain_partition(
             report.quarantined += result.quarantined
             report.files += len(result.files)
             position = report.end_offset = last + 1
+            del messages  # free this batch before reading the next: memory follows the batch size
             log.info("%s[%d]: committed %d after batch %d..%d (%d rows, %d quarantined)",
                      topic, partition, position, result.first_offset, last,
                      result.valid_rows, result.quarantined)

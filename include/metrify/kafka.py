@@ -34,11 +34,11 @@ CONSUMER_OVERRIDES: dict[str, Any] = {
     "enable.partition.eof": False,
     "auto.offset.reset": "earliest",
 }
+# Bounded prefetch: librdkafka queues at most this much per consumer ahead of the drain, so
+# memory follows the batch size, not the backlog.
 CONSUMER_DEFAULTS: dict[str, Any] = {
-    "fetch.max.bytes": 64 << 20,
-    "max.partition.fetch.bytes": 16 << 20,
-    "queued.max.messages.kbytes": 256 << 10,
-    "fetch.wait.max.ms": 100,
+    "queued.max.messages.kbytes": 32 * 1024,
+    "fetch.wait.max.ms": 10,
 }
 
 
@@ -181,6 +181,12 @@ def partitions(config: dict[str, Any], topic: str, timeout: float = 10.0) -> lis
     consumer = Consumer(config)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaException(
+            f"Kafka broker unreachable at {config.get('bootstrap.servers')} (no metadata for topic "
+            f"{topic!r} within {timeout:.0f} s: {exc.args[0]}). Check the broker and the connection's "
+            "bootstrap.servers; see RUNBOOK.md#broker-down"
+        ) from exc
     finally:
         consumer.close()
     info = metadata.topics.get(topic)

@@ -186,42 +186,50 @@ def _parse_one(value: bytes | None) -> tuple[pa.Table | None, str | None]:
     return pa.Table.from_pylist([record], schema=PAYLOAD_SCHEMA), None
 
 
-def _check_rows(rows: pa.Table, now: datetime) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """Vectorised contract checks; returns the valid rows and (position, reason) for the rest."""
-    if rows.num_rows == 0:
-        return rows, []
-    reason = pa.nulls(rows.num_rows, pa.string())
-
-    def flag(mask: pa.ChunkedArray | pa.Array, message: pa.Array | str) -> None:
-        nonlocal reason
-        mask = pc.fill_null(mask, False)
-        reason = pc.if_else(pc.and_(mask, pc.is_null(reason)), message, reason)
-
+def _violations(rows: pa.Table, now: datetime) -> list[tuple[pa.ChunkedArray, object]]:
+    """(mask, explain) per contract rule, in order; `explain(row)` words the failure for one row."""
+    rules: list[tuple[pa.ChunkedArray, object]] = []
     for name in REQUIRED:
-        flag(pc.is_null(rows[name]), f"missing required field: {name}")
+        rules.append((pc.is_null(rows[name]), lambda row, n=name: f"missing required field: {n}"))
     meter_id = rows["meter_id"]
-    flag(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(meter_id)), 0), "impossible value: empty meter_id")
-    flag(pc.greater(pc.utf8_length(meter_id), METER_ID_MAX_LEN),
-         f"impossible value: meter_id longer than {METER_ID_MAX_LEN} characters")
+    rules.append((pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(meter_id)), 0),
+                  lambda row: "impossible value: empty meter_id"))
+    rules.append((pc.greater(pc.utf8_length(meter_id), METER_ID_MAX_LEN),
+                  lambda row: f"impossible value: meter_id longer than {METER_ID_MAX_LEN} characters"))
     for name, (low, high, unit) in BOUNDS.items():
         column = rows[name]
-        bad = pc.or_(pc.or_(pc.less(column, low), pc.greater(column, high)), pc.is_nan(column))
-        text = pc.binary_join_element_wise(
-            f"impossible value: {name}=", pc.cast(column, pa.string()),
-            f" outside {low:g}..{high:g} {unit}".rstrip(), "")
-        flag(bad, text)
-    ts = rows["reading_ts"]
-    epoch_us = pc.cast(ts, pa.int64())
-    flag(pc.not_equal(pc.remainder(epoch_us, INTERVAL_SECONDS * 1_000_000), 0),
-         "impossible value: reading_ts is not on a 15-minute boundary")
-    flag(pc.less(ts, pa.scalar(EARLIEST_READING, pa.timestamp("us", tz="UTC"))),
-         f"impossible value: reading_ts before {EARLIEST_READING:%Y-%m-%d}")
-    latest = now.timestamp() + MAX_CLOCK_SKEW_SECONDS
-    flag(pc.greater(epoch_us, int(latest * 1_000_000)),
-         "impossible value: reading_ts more than 24 h in the future")
+        mask = pc.or_(pc.or_(pc.less(column, low), pc.greater(column, high)), pc.is_nan(column))
+        rules.append((mask, lambda row, n=name, lo=low, hi=high, u=unit:
+                      f"impossible value: {n}={row[n]:g} outside {lo:g}..{hi:g} {u}".rstrip()))
+    epoch_us = pc.cast(rows["reading_ts"], pa.int64())
+    rules.append((pc.not_equal(pc.remainder(epoch_us, INTERVAL_SECONDS * 1_000_000), 0),
+                  lambda row: "impossible value: reading_ts is not on a 15-minute boundary"))
+    rules.append((pc.less(epoch_us, int(EARLIEST_READING.timestamp() * 1_000_000)),
+                  lambda row: f"impossible value: reading_ts before {EARLIEST_READING:%Y-%m-%d}"))
+    latest_us = int((now.timestamp() + MAX_CLOCK_SKEW_SECONDS) * 1_000_000)
+    rules.append((pc.greater(epoch_us, latest_us),
+                  lambda row: "impossible value: reading_ts more than 24 h in the future"))
+    return rules
 
-    bad_mask = pc.is_valid(reason)
-    positions = rows["_index"]
-    rejected = list(zip(pc.filter(positions, bad_mask).to_pylist(),
-                        pc.filter(reason, bad_mask).to_pylist(), strict=True))
-    return rows.filter(pc.invert(bad_mask)), rejected
+
+def _check_rows(rows: pa.Table, now: datetime) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Vectorised contract checks; returns the valid rows and (position, reason) for the rest.
+
+    Masks are cheap boolean columns; reasons are worded only for the (rare) failing rows.
+    """
+    if rows.num_rows == 0:
+        return rows, []
+    rules = _violations(rows, now)
+    bad = rules[0][0]
+    for mask, _ in rules[1:]:
+        bad = pc.or_kleene(bad, mask)
+    bad = pc.fill_null(bad, False)
+    if not pc.any(bad).as_py():
+        return rows, []
+    failing = rows.filter(bad).to_pylist()
+    masks = [pc.fill_null(mask, False).filter(bad).to_pylist() for mask, _ in rules]
+    rejected = []
+    for i, row in enumerate(failing):
+        explain = next(explain for (_, explain), hits in zip(rules, masks) if hits[i])
+        rejected.append((row["_index"], explain(row)))
+    return rows.filter(pc.invert(bad)), rejected

@@ -123,3 +123,9 @@ def test_unknown_topic_fails_with_a_clear_error(broker, config) -> None:
     bad = dict(config, **{"allow.auto.create.topics": False})
     with pytest.raises(Exception, match="not available"):
         kafka.partitions(bad, "no-such-topic-" + uuid.uuid4().hex[:6], timeout=3)
+
+
+def test_unreachable_broker_fails_fast_naming_the_address_and_the_runbook() -> None:
+    config = kafka.consumer_config({"bootstrap.servers": "127.0.0.1:9"}, group_id="nobody")
+    with pytest.raises(Exception, match=r"Kafka broker unreachable at 127\.0\.0\.1:9.*RUNBOOK.md#broker-down"):
+        kafka.partitions(config, "meter-readings", timeout=2)

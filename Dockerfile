@@ -1,0 +1,20 @@
+# Production image: the official Airflow 3.3 image with the pinned requirements and the
+# `metrify` package. dbt runs in-process (Cosmos ExecutionMode.LOCAL with the dbt runner), so
+# dbt-core and its adapters are in the same environment, pinned in requirements.txt.
+FROM apache/airflow:3.3.2-python3.11
+
+USER airflow
+COPY --chown=airflow:0 requirements.txt /opt/metrify/requirements.txt
+RUN pip install --no-cache-dir -r /opt/metrify/requirements.txt
+
+COPY --chown=airflow:0 pyproject.toml /opt/metrify/pyproject.toml
+COPY --chown=airflow:0 include /opt/metrify/include
+RUN pip install --no-cache-dir --no-deps /opt/metrify
+
+COPY --chown=airflow:0 dags /opt/airflow/dags
+COPY --chown=airflow:0 plugins /opt/airflow/plugins
+COPY --chown=airflow:0 dbt /opt/airflow/dbt
+COPY --chown=airflow:0 airflow_settings.yaml /opt/airflow/airflow_settings.yaml
+
+ENV METRIFY_HOME=/opt/airflow/metrify \
+    METRIFY_DBT_PROJECT_DIR=/opt/airflow/dbt

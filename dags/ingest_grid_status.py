@@ -1,0 +1,71 @@
+"""
+### Grid status of the four German TSOs, every 15 minutes
+
+One mapped task per transmission system operator (TenneT, 50Hertz, Amprion, TransnetBW) reads
+its control area's actual load (A65), generation per type (A75) and installed capacity (A68)
+from the ENTSO-E Transparency Platform (connection `entsoe_api`) and the grid frequency from
+gridradar (connection `gridradar_api`, fetched once per run by `frequency`), and lands
+`raw/grid_status/operator=<op>/date=…/hour=…/<reading_ts>.parquet` (one file per quarter-hour,
+overwritten on re-runs and backfills). Each run polls its own data interval; the params
+`window_start`/`window_end` (ISO 8601) override it.
+
+**On failure:** the task log names the operator, the interval and the connection. HTTP 401/403:
+fix the key in the named connection. "no data": ENTSO-E publishes up to an hour late; the task
+retries. Malformed payloads are quarantined under `quarantine/grid_status/` with the reason.
+One operator failing does not stop the others. Field origins and the stability-score formula:
+`docs/grid-and-weather.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from metrify.geography import TSOS
+
+GRID_STATUS = Asset("metrify://lake/raw/grid_status")
+
+
+@dag(
+    dag_id="ingest_grid_status",
+    schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    default_args={
+        "owner": "metrify-data",
+        "retries": int(os.environ.get("METRIFY_POLL_RETRIES", "3")),
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=10),
+    },
+    params={
+        "window_start": Param(None, type=["null", "string"], description="override: ISO start (UTC)"),
+        "window_end": Param(None, type=["null", "string"], description="override: ISO end (UTC)"),
+    },
+    tags=["metrify", "ingest", "grid", "api"],
+    doc_md=__doc__,
+)
+def ingest_grid_status():
+    @task
+    def frequency(data_interval_start=None, data_interval_end=None, params=None) -> dict[str, float]:
+        from metrify.sources.tasks import frequency_task
+
+        return frequency_task(data_interval_start, data_interval_end, params)
+
+    @task(outlets=[GRID_STATUS], map_index_template="{{ map_label }}")
+    def land_operator(operator: str, hz: dict[str, float], data_interval_start=None, data_interval_end=None,
+                      params=None) -> dict:
+        from metrify.sources.tasks import grid_operator_task
+
+        get_current_context()["map_label"] = operator
+        return grid_operator_task(operator, hz, data_interval_start, data_interval_end, params)
+
+    land_operator.partial(hz=frequency()).expand(operator=list(TSOS))
+
+
+ingest_grid_status()

@@ -1,0 +1,61 @@
+"""
+### Weather for German cities, hourly: DWD (Bright Sky) and OpenWeatherMap
+
+One mapped task per source polls every configured city (`METRIFY_WEATHER_CITIES`, default all
+cities of `metrify.geography`: the ten largest and every city simulated meters live in) for the
+run's data interval and lands `raw/weather/source=<dwd|openweathermap>/date=…/hour=…/<hour>.parquet`
+(overwritten on re-runs and backfills). Connections: `brightsky_api` (no key) and
+`openweathermap_api` (key = password; extra `{"history": "timemachine"}` allows backfilling
+past hours through One Call 3.0, otherwise past hours are skipped with a message).
+
+**On failure:** the log names the source, the cities and the connection. A malformed payload
+for a city is quarantined under `quarantine/weather/` with its reason, the other cities land,
+and the task fails. HTTP 401/403 fails at once: fix the key in the named connection.
+The `energy_demand_factor` formula: `docs/grid-and-weather.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+WEATHER = Asset("metrify://lake/raw/weather")
+SOURCES = ["dwd", "openweathermap"]
+
+
+@dag(
+    dag_id="ingest_weather",
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    default_args={
+        "owner": "metrify-data",
+        "retries": int(os.environ.get("METRIFY_POLL_RETRIES", "3")),
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=20),
+    },
+    params={
+        "window_start": Param(None, type=["null", "string"], description="override: ISO start (UTC)"),
+        "window_end": Param(None, type=["null", "string"], description="override: ISO end (UTC)"),
+    },
+    tags=["metrify", "ingest", "weather", "api"],
+    doc_md=__doc__,
+)
+def ingest_weather():
+    @task(outlets=[WEATHER], map_index_template="{{ map_label }}")
+    def land_source(source: str, data_interval_start=None, data_interval_end=None, params=None) -> dict:
+        from metrify.sources.tasks import weather_source_task
+
+        get_current_context()["map_label"] = source
+        return weather_source_task(source, data_interval_start, data_interval_end, params)
+
+    land_source.expand(source=SOURCES)
+
+
+ingest_weather()

@@ -1,0 +1,45 @@
+"""What every Metrify DAG shares: owner, retries, timeouts, failure alerts and deadlines.
+
+Read at DAG parse time, so no I/O here: only environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+OWNER = "metrify-data-eng"
+
+
+def default_args(execution_timeout: timedelta = timedelta(minutes=30), **overrides: Any) -> dict[str, Any]:
+    """Retries with exponential backoff, a timeout and an on-call alert for every task.
+
+    `METRIFY_TASK_RETRIES` (default 3) lets a local drill or a browser test see a failure at once.
+    """
+    from metrify.alerts import FailureNotifier
+
+    return {
+        "owner": OWNER,
+        "retries": int(os.environ.get("METRIFY_TASK_RETRIES", "3")),
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": execution_timeout,
+        "on_failure_callback": [FailureNotifier()],
+        **overrides,
+    }
+
+
+def deadline(within: timedelta, dag_id: str) -> Any:
+    """A DeadlineAlert: alert when a run has not finished `within` after it was queued."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=within,
+        callback=AsyncCallback(
+            "metrify.alerts.deadline_missed",
+            kwargs={"dag_id": dag_id, "message": f"{dag_id} did not finish within {within} of being queued"},
+        ),
+    )

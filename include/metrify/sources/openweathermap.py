@@ -1,0 +1,139 @@
+"""OpenWeatherMap: current weather (`/data/2.5/weather`) and, for past hours, One Call 3.0's
+`/data/3.0/onecall/timemachine`.
+
+Documentation followed: https://openweathermap.org/current and
+https://openweathermap.org/api/one-call-3#history. The key is the `appid` query parameter (the
+Airflow connection's password). Without `units` temperatures are Kelvin; we send
+`units=metric` (°C, m/s; pressure is always hPa, visibility m, clouds and humidity %).
+
+* current: `{"coord", "weather": [...], "main": {"temp", "pressure", "humidity", ...},
+  "visibility", "wind": {"speed", "deg"}, "clouds": {"all"}, "dt", "name", "cod": 200}`
+* timemachine: `{"lat", "lon", "timezone", "data": [{"dt", "temp", "pressure", "humidity",
+  "clouds", "visibility", "wind_speed", "wind_deg", ...}]}`
+* errors: `{"cod": 401, "message": "Invalid API key. ..."}`; `cod` is sometimes a string
+  (`{"cod": "404", "message": "city not found"}`), so it is compared as text.
+
+The current-weather API cannot be asked about the past; a backfill of an old interval uses the
+timemachine endpoint when the connection's extra says `"history": "timemachine"` (a separate
+"One Call by Call" subscription), and is skipped with a clear message otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from metrify.http import ClientError, HttpClient, describe
+from metrify.sources import NoDataError, PayloadError
+
+SOURCE = "openweathermap"
+CURRENT_PATH = "/data/2.5/weather"
+TIMEMACHINE_PATH = "/data/3.0/onecall/timemachine"
+
+
+def _load(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(SOURCE, f"response is not JSON ({exc})", raw) from None
+
+
+def _num(container: Any, key: str, where: str, raw: bytes | str, required: bool = True) -> float | None:
+    if not isinstance(container, dict) or key not in container:
+        if required:
+            raise PayloadError(SOURCE, f"missing field {where}{key} (schema drift?)", raw)
+        return None
+    value = container[key]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadError(SOURCE, f"field {where}{key} is {type(value).__name__} {value!r}, expected a number",
+                           raw)
+    return float(value)
+
+
+def _check_cod(payload: Any, raw: bytes | str) -> None:
+    if isinstance(payload, dict) and "cod" in payload and str(payload["cod"]) != "200":
+        raise PayloadError(SOURCE, f"error body with cod {payload['cod']!r}: {payload.get('message')}", raw)
+
+
+def _record(observed_unix: float | None, temp, humidity, pressure, wind, deg, clouds, visibility,
+            station: str) -> dict[str, Any]:
+    return {
+        "observed_at": datetime.fromtimestamp(observed_unix, timezone.utc) if observed_unix is not None else None,
+        "temperature_celsius": temp, "humidity_percent": humidity, "pressure_hpa": pressure,
+        "wind_speed_ms": wind, "wind_direction_degrees": deg, "cloud_cover_percent": clouds,
+        "visibility_km": None if visibility is None else round(visibility / 1000, 3), "station": station,
+    }
+
+
+def parse_current(raw: bytes | str) -> dict[str, Any]:
+    """`/data/2.5/weather` (units=metric) -> one record in contract units."""
+    p = _load(raw)
+    if not isinstance(p, dict):
+        raise PayloadError(SOURCE, "expected a JSON object", raw)
+    _check_cod(p, raw)
+    main, wind, clouds = p.get("main"), p.get("wind"), p.get("clouds")
+    dt = _num(p, "dt", "", raw)
+    return _record(dt, _num(main, "temp", "main.", raw), _num(main, "humidity", "main.", raw),
+                   _num(main, "pressure", "main.", raw), _num(wind, "speed", "wind.", raw),
+                   _num(wind, "deg", "wind.", raw, required=False), _num(clouds, "all", "clouds.", raw),
+                   _num(p, "visibility", "", raw, required=False), f"OWM {p.get('name') or p.get('id') or ''}".strip())
+
+
+def parse_timemachine(raw: bytes | str) -> dict[str, Any]:
+    """`/data/3.0/onecall/timemachine` (units=metric) -> the record of `data[0]`."""
+    p = _load(raw)
+    if not isinstance(p, dict):
+        raise PayloadError(SOURCE, "expected a JSON object", raw)
+    _check_cod(p, raw)
+    data = p.get("data")
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise PayloadError(SOURCE, "missing non-empty 'data' list (schema drift?)", raw)
+    d = data[0]
+    return _record(_num(d, "dt", "data[0].", raw), _num(d, "temp", "data[0].", raw),
+                   _num(d, "humidity", "data[0].", raw), _num(d, "pressure", "data[0].", raw),
+                   _num(d, "wind_speed", "data[0].", raw), _num(d, "wind_deg", "data[0].", raw, required=False),
+                   _num(d, "clouds", "data[0].", raw), _num(d, "visibility", "data[0].", raw, required=False),
+                   f"OWM {p.get('lat')},{p.get('lon')}")
+
+
+def _get(client: HttpClient, path: str, params: dict[str, Any]) -> bytes:
+    full = {**params, "appid": client.endpoint.secret or "", "units": "metric"}
+    try:
+        return client.get(path, params=full).content
+    except ClientError as exc:
+        message = exc.body or ""
+        try:
+            body = json.loads(exc.body or "")
+            if isinstance(body, dict):
+                message = f"cod {body.get('cod')!r}: {body.get('message')}"
+        except ValueError:
+            pass
+        if exc.status == 404:
+            raise NoDataError(f"OpenWeatherMap has no data for {describe(client.endpoint, path, full)}: "
+                              f"{message}") from None
+        raise ClientError(f"OpenWeatherMap rejected {describe(client.endpoint, path, full)} "
+                          f"(connection '{client.endpoint.conn_id}') with HTTP {exc.status}, {message}",
+                          conn_id=exc.conn_id, status=exc.status, body=exc.body) from None
+
+
+def fetch_current(client: HttpClient, lat: float, lon: float) -> dict[str, Any]:
+    params = {"lat": f"{lat:.4f}", "lon": f"{lon:.4f}"}
+    raw = _get(client, CURRENT_PATH, params)
+    try:
+        return parse_current(raw)
+    except PayloadError as exc:
+        exc.request = describe(client.endpoint, CURRENT_PATH, {**params, "appid": "", "units": "metric"})
+        raise
+
+
+def fetch_at(client: HttpClient, lat: float, lon: float, when: datetime) -> dict[str, Any]:
+    params = {"lat": f"{lat:.4f}", "lon": f"{lon:.4f}", "dt": str(int(when.timestamp()))}
+    raw = _get(client, TIMEMACHINE_PATH, params)
+    try:
+        return parse_timemachine(raw)
+    except PayloadError as exc:
+        exc.request = describe(client.endpoint, TIMEMACHINE_PATH, {**params, "appid": "", "units": "metric"})
+        raise

@@ -1,0 +1,183 @@
+"""The canonical `weather` contract, the energy demand factor, and landing one source's hour(s).
+
+| field | DWD via Bright Sky (`units=si`) | OpenWeatherMap (`units=metric`) |
+|---|---|---|
+| city | configured city (`metrify.geography.CITIES`) | same |
+| source | `dwd` | `openweathermap` |
+| observed_at | `weather[].timestamp` | `dt` (current) / `data[0].dt` (timemachine) |
+| temperature_celsius | `temperature` K − 273.15 | `main.temp` / `temp` |
+| humidity_percent | `relative_humidity` | `main.humidity` / `humidity` |
+| pressure_hpa | `pressure_msl` Pa / 100 | `main.pressure` / `pressure` |
+| wind_speed_ms | `wind_speed` | `wind.speed` / `wind_speed` |
+| wind_direction_degrees | `wind_direction` | `wind.deg` / `wind_deg` |
+| cloud_cover_percent | `cloud_cover` | `clouds.all` / `clouds` |
+| visibility_km | `visibility` m / 1000 | `visibility` m / 1000 |
+| energy_demand_factor | `energy_demand_factor` below | same |
+
+Energy demand factor (1.0 = a mild, calm, half-cloudy hour; multiplies expected consumption):
+
+    heating = 0.025 × max(0, 15 °C − T)                 # space heating below 15 °C, +2.5 %/K
+    cooling = 0.030 × max(0, T − 24 °C)                 # air conditioning above 24 °C, +3 %/K
+    wind    = 0.005 × max(0, v − 5 m/s) if T < 15 °C    # wind chill raises heat loss
+    light   = 0.001 × (cloud_cover − 50 %)              # lighting, less PV self-supply when dull
+    factor  = round(1 + heating + cooling + wind + light, 3)
+
+Missing inputs count as neutral (T = 15 °C, v = 0, cloud cover 50 %).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from metrify import lake
+from metrify.geography import CITIES, CITY_BY_NAME, City, largest_cities
+from metrify.http import AuthError, Endpoint, HttpClient, HttpError
+from metrify.sources import NoDataError, PayloadError, brightsky, openweathermap
+from metrify.sources.grid import SourceFailed
+from metrify.sources.landing import quarantine, raw_path, stamp
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+log = logging.getLogger(__name__)
+
+DATASET = "weather"
+SOURCES = ("dwd", "openweathermap")
+HOUR = timedelta(hours=1)
+LIVE_WINDOW = timedelta(minutes=90)  # an interval ending this recently is polled with "current weather"
+WEATHER_SCHEMA = pa.schema([
+    ("city", pa.string()),
+    ("region", pa.string()),
+    ("grid_operator", pa.string()),
+    ("latitude", pa.float64()),
+    ("longitude", pa.float64()),
+    ("source", pa.string()),
+    ("station", pa.string()),
+    ("observed_at", pa.timestamp("us", tz="UTC")),
+    ("temperature_celsius", pa.float64()),
+    ("humidity_percent", pa.float64()),
+    ("pressure_hpa", pa.float64()),
+    ("wind_speed_ms", pa.float64()),
+    ("wind_direction_degrees", pa.float64()),
+    ("cloud_cover_percent", pa.float64()),
+    ("visibility_km", pa.float64()),
+    ("energy_demand_factor", pa.float64()),
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+class NotAvailable(RuntimeError):
+    """The source cannot serve this interval at all (e.g. current-weather API asked about the past)."""
+
+
+def energy_demand_factor(temperature_celsius: Any, wind_speed_ms: Any, cloud_cover_percent: Any) -> np.ndarray:
+    """The documented weather-driven demand multiplier (see module docstring)."""
+    t = np.nan_to_num(np.asarray(temperature_celsius, dtype=float), nan=15.0)
+    v = np.nan_to_num(np.asarray(wind_speed_ms, dtype=float), nan=0.0)
+    c = np.nan_to_num(np.asarray(cloud_cover_percent, dtype=float), nan=50.0)
+    heating = 0.025 * np.maximum(0, 15 - t)
+    cooling = 0.030 * np.maximum(0, t - 24)
+    wind = np.where(t < 15, 0.005 * np.maximum(0, v - 5), 0.0)
+    light = 0.001 * (c - 50)
+    return np.round(1 + heating + cooling + wind + light, 3)
+
+
+def configured_cities(spec: str | None = None) -> list[City]:
+    """Cities to poll: `METRIFY_WEATHER_CITIES` (comma-separated names, or `largest:N`), else all
+    cities of `metrify.geography`, which hold the ten largest and every city simulated meters live in."""
+    spec = spec if spec is not None else os.environ.get("METRIFY_WEATHER_CITIES", "")
+    spec = spec.strip()
+    if not spec:
+        return list(CITIES)
+    if spec.startswith("largest:"):
+        return largest_cities(int(spec.split(":", 1)[1]))
+    unknown = [n.strip() for n in spec.split(",") if n.strip() and n.strip() not in CITY_BY_NAME]
+    if unknown:
+        raise ValueError(f"METRIFY_WEATHER_CITIES names unknown cities {unknown}; known: {sorted(CITY_BY_NAME)}")
+    return [CITY_BY_NAME[n.strip()] for n in spec.split(",") if n.strip()]
+
+
+def hours(start: datetime, end: datetime) -> list[datetime]:
+    first = pd.Timestamp(start).tz_convert("UTC").floor("h")
+    return [t.to_pydatetime() for t in pd.date_range(first, pd.Timestamp(end).tz_convert("UTC"), freq="h",
+                                                     inclusive="left")]
+
+
+def _fetch_city(source: str, client: HttpClient, city: City, start: datetime, end: datetime,
+                now: datetime) -> dict[datetime, dict[str, Any]]:
+    """Records of one city keyed by the hour (interval start) they belong to."""
+    if source == "dwd":
+        units = str(client.endpoint.extra.get("units", "si"))
+        records = brightsky.fetch_hourly(client, city.lat, city.lon, start, end, units=units)
+        return {pd.Timestamp(r["observed_at"]).floor("h").to_pydatetime(): r for r in records}
+    out: dict[datetime, dict[str, Any]] = {}
+    history = str(client.endpoint.extra.get("history", "none"))
+    for hour in hours(start, end):
+        if hour + HOUR >= now - LIVE_WINDOW and hour <= now:
+            out[hour] = openweathermap.fetch_current(client, city.lat, city.lon)
+        elif history == "timemachine":
+            out[hour] = openweathermap.fetch_at(client, city.lat, city.lon, hour)
+        else:
+            raise NotAvailable(
+                f"OpenWeatherMap's current-weather API cannot serve the past hour {hour.isoformat()}; set "
+                f'"history": "timemachine" in connection \'{client.endpoint.conn_id}\' extra (One Call 3.0 '
+                f"subscription) to backfill it")
+    return out
+
+
+def ingest_source(source: str, start: datetime, end: datetime, endpoint: Endpoint, root: ObjectStoragePath,
+                  cities: Sequence[City] | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Poll one weather source for every city and hour in [start, end); land one file per hour.
+
+    Bad payloads are quarantined per city; the other cities still land, then the task fails
+    naming the cities. An auth error fails at once (no point asking for the other cities).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown weather source {source!r}; expected one of {SOURCES}")
+    cities = list(cities or configured_cities())
+    now = now or datetime.now(timezone.utc)
+    client = HttpClient(endpoint)
+    by_hour: dict[datetime, list[dict[str, Any]]] = {h: [] for h in hours(start, end)}
+    failures: list[str] = []
+    for city in cities:
+        try:
+            records = _fetch_city(source, client, city, start, end, now)
+        except PayloadError as exc:
+            path = quarantine(root, DATASET, exc, city.name, start, end)
+            failures.append(f"{city.name}: {exc.reason} (quarantined at {path})")
+            continue
+        except AuthError:
+            raise
+        except (NoDataError, HttpError) as exc:
+            failures.append(f"{city.name}: {exc}")
+            continue
+        for hour, record in records.items():
+            if hour in by_hour:
+                by_hour[hour].append({"city": city.name, "region": city.region, "grid_operator": city.tso,
+                                      "latitude": city.lat, "longitude": city.lon, "source": source, **record})
+    ingested_at = datetime.now(timezone.utc)
+    landed = 0
+    for hour, rows in by_hour.items():
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        frame["energy_demand_factor"] = energy_demand_factor(frame["temperature_celsius"], frame["wind_speed_ms"],
+                                                             frame["cloud_cover_percent"])
+        frame["ingested_at"] = ingested_at
+        table = pa.Table.from_pandas(frame[WEATHER_SCHEMA.names], schema=WEATHER_SCHEMA, preserve_index=False)
+        lake.write_parquet(table, raw_path(root, DATASET, "source", source, hour, stamp(hour)))
+        landed += len(rows)
+    log.info("%s: landed %d city-hours for %s..%s (%d HTTP calls)", source, landed, start.isoformat(),
+             end.isoformat(), client.calls)
+    if failures:
+        raise SourceFailed(f"{source}: {len(failures)} of {len(cities)} cities failed for {start.isoformat()}.."
+                           f"{end.isoformat()} (the others landed): " + "; ".join(failures))
+    return {"source": source, "rows": landed, "cities": len(cities), "calls": client.calls}

@@ -1,0 +1,120 @@
+"""The Airflow UI as its users use it, in headless Chromium against `metrify up`."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from metrify import kafka
+
+EXPECTED_DAGS = ("ingest_meter_readings",)
+pytestmark = pytest.mark.browser
+
+
+def api(stack: dict, user: str = "admin") -> requests.Session:
+    token = requests.post(f"{stack['url']}/auth/token", timeout=10,
+                          json={"username": user, "password": stack["passwords"][user]})
+    token.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return session
+
+
+def login(browser, stack: dict, user: str = "admin") -> None:
+    browser.delete_all_cookies()
+    browser.get(f"{stack['url']}/")
+    wait = WebDriverWait(browser, 60)
+    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[name='username'], input[name='password']"))
+    by_name = {f.get_attribute("name"): f for f in fields}
+    by_name["username"].send_keys(user)
+    by_name["password"].send_keys(stack["passwords"][user])
+    browser.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
+    wait.until(lambda d: "/auth/login" not in d.current_url)
+
+
+def wait_for_text(browser, text: str, timeout: float = 60) -> None:
+    WebDriverWait(browser, timeout).until(lambda d: text.lower() in d.find_element(By.TAG_NAME, "body").text.lower())
+
+
+def runs(session: requests.Session, stack: dict, dag_id: str) -> list[dict]:
+    response = session.get(f"{stack['url']}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=10)
+    response.raise_for_status()
+    return response.json()["dag_runs"]
+
+
+def wait_for_new_run(session, stack, dag_id: str, known: set[str], states: set[str], timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    latest = None
+    while time.monotonic() < deadline:
+        new = [r for r in runs(session, stack, dag_id) if r["dag_run_id"] not in known]
+        if new:
+            latest = new[0]
+            if latest["state"] in states:
+                return latest
+        time.sleep(2)
+    raise AssertionError(f"no new {dag_id} run reached {states} within {timeout:.0f} s (last: {latest})")
+
+
+def click_trigger(browser, stack: dict, dag_id: str) -> None:
+    browser.get(f"{stack['url']}/dags/{dag_id}")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")).click()
+    wait.until(lambda d: d.find_element(By.XPATH, "//*[normalize-space()='Single Run']"))
+    buttons = browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger' and not(@aria-label)]")
+    buttons[-1].click()
+
+
+def test_api_requires_login_and_roles_are_enforced(stack) -> None:
+    assert requests.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 401
+    viewer = api(stack, "viewer")
+    assert viewer.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 200
+    refused = viewer.post(f"{stack['url']}/api/v2/dags/ingest_meter_readings/dagRuns", json={"logical_date": None},
+                          timeout=10)
+    assert refused.status_code == 403, "a viewer must not trigger DAGs"
+
+
+def test_login_lists_every_dag_without_import_errors(stack, browser, screenshot) -> None:
+    login(browser, stack)
+    browser.get(f"{stack['url']}/dags")
+    for dag_id in EXPECTED_DAGS:
+        wait_for_text(browser, dag_id)
+    screenshot()
+    errors = api(stack).get(f"{stack['url']}/api/v2/importErrors", timeout=10).json()
+    assert errors["total_entries"] == 0, errors
+
+
+def test_trigger_ingestion_from_the_ui_and_watch_it_succeed(stack, browser, screenshot) -> None:
+    session = api(stack)
+    known = {r["dag_run_id"] for r in runs(session, stack, "ingest_meter_readings")}
+    login(browser, stack)
+    click_trigger(browser, stack, "ingest_meter_readings")
+    run = wait_for_new_run(session, stack, "ingest_meter_readings", known, {"success", "failed"})
+    assert run["state"] == "success", run
+    assert run["run_type"] == "manual"
+    browser.get(f"{stack['url']}/dags/ingest_meter_readings/runs/{quote(run['dag_run_id'])}")
+    wait_for_text(browser, "reconcile")
+    wait_for_text(browser, "success")
+    screenshot()
+
+
+def test_failed_task_log_names_the_problem_and_the_runbook(stack, browser, screenshot) -> None:
+    """The 3 a.m. case: the broker is down; the failed task's log says so and links the runbook."""
+    session = api(stack)
+    known = {r["dag_run_id"] for r in runs(session, stack, "ingest_meter_readings")}
+    kafka.down(stack["settings"])
+    login(browser, stack)
+    click_trigger(browser, stack, "ingest_meter_readings")
+    run = wait_for_new_run(session, stack, "ingest_meter_readings", known, {"success", "failed"})
+    assert run["state"] == "failed", run
+    run_id = quote(run["dag_run_id"])
+    browser.get(f"{stack['url']}/dags/ingest_meter_readings/runs/{run_id}/tasks/list_partitions")
+    wait_for_text(browser, "Kafka broker unreachable at", timeout=90)
+    wait_for_text(browser, "RUNBOOK.md#broker-down")
+    screenshot()
+    alerts = (stack["home"] / "alerts.log").read_text()
+    assert "list_partitions" in alerts and "broker-down" in alerts, "no on-call alert was sent"
