@@ -31,6 +31,8 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
+from metrify.dag_defaults import deadline, default_args
+
 RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
 VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
 
@@ -41,12 +43,8 @@ VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "metrify-data-quality",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=default_args(execution_timeout=timedelta(minutes=30)),
+    deadline=deadline(timedelta(hours=1), "quality_meter_readings"),
     tags=["metrify", "quality", "meter_readings", "great_expectations"],
     doc_md=__doc__,
 )

@@ -25,6 +25,8 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
+from metrify.dag_defaults import deadline, default_args
+
 RAW_GRID_STATUS = Asset("metrify://lake/raw/grid_status")
 RAW_WEATHER = Asset("metrify://lake/raw/weather")
 VALIDATED_GRID_STATUS = Asset("metrify://lake/validated/grid_status")
@@ -51,12 +53,8 @@ def _gate(dataset: str, date: str, asset: Asset) -> dict[str, Any]:
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "metrify-data-quality",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(minutes=20),
-    },
+    default_args=default_args(execution_timeout=timedelta(minutes=20)),
+    deadline=deadline(timedelta(hours=1), "quality_sources"),
     tags=["metrify", "quality", "grid_status", "weather", "great_expectations"],
     doc_md=__doc__,
 )

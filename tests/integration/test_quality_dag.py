@@ -6,6 +6,7 @@ The gate's and the detectors' logic is covered as plain functions in tests/unit/
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -46,6 +47,10 @@ def test_quality_dag_gates_each_hour_and_detects_anomalies(metrify_home) -> None
     assert not succeeded, "a run with a blocked interval must fail"
     assert "quality gate FAILED for meter_readings interval 2026-11-16 hour 06" in log_text, log_text[-4000:]
     assert "expect_column_values_to_be_between on column consumption_kwh" in log_text
+    alerts = [json.loads(line) for line in (metrify_home / "alerts.log").read_text().splitlines()]
+    gate_alerts = [a for a in alerts if a["task_id"] == "gate"]
+    assert len(gate_alerts) == 1, "one alert, no retries, for the blocked hour"
+    assert "quality gate FAILED" in gate_alerts[0]["error"] and "consumption_kwh" in gate_alerts[0]["error"]
 
     validated = lake.read_table(root / "validated" / "meter_readings").to_pandas()
     assert set(validated["reading_ts"].dt.hour) == {5}, "only the good hour may reach validated/"
