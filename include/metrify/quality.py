@@ -343,7 +343,8 @@ def meter_readings_suite() -> list[Expect]:
 def completeness_suite() -> list[Expect]:
     """Expectations on per-meter counts of one interval (`completeness_frame`)."""
     return [
-        Expect("ExpectColumnMeanToBeBetween", {"column": "completeness", "min_value": 0.9}, "critical"),
+        Expect("ExpectColumnMeanToBeBetween", {"column": "completeness", "min_value": 0.9}, "critical",
+               _between("completeness", 1.0, None)),  # samples: the incomplete meters
         Expect("ExpectColumnValuesToBeBetween", {"column": "completeness", "min_value": 1.0, "mostly": 0.98},
                "warning", _between("completeness", 1.0, None)),
     ]
@@ -528,6 +529,11 @@ def _describe(expect: Expect, res: Any, data: pd.DataFrame) -> dict[str, Any]:
     return failure
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars as plain Python values, for readable messages."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, quarantined: int,
                     quarantine_path: str | None) -> str:
     lines = [f"quality gate FAILED for {dataset} interval {interval}: "
@@ -537,7 +543,7 @@ def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, qua
         total = f.get("element_count")
         percent = f.get("unexpected_percent")
         counts = (f"{count} of {total} rows unexpected ({percent:.3f} %; exact redeliveries not counted)" if count is not None and percent is not None
-                  else f"observed {f.get('observed_value')!r}")
+                  else f"observed {_plain(f.get('observed_value'))!r}")
         lines.append(f"- [{f.get('suite', '')}] {f['expectation']} on column {f['column']} {f['kwargs']}: {counts}")
         if f.get("exception"):
             lines.append(f"    error: {f['exception']}")
@@ -547,7 +553,8 @@ def failure_message(dataset: str, interval: str, outcome: CheckpointOutcome, qua
     if warnings:
         lines.append("warnings (recorded, not blocking): " + ", ".join(
             f"{w['expectation']}({w['column']}): {w.get('unexpected_count')}" for w in warnings))
-    lines.append(f"{quarantined} row(s) quarantined with their reason at {quarantine_path}")
+    lines.append(f"{quarantined} row(s) quarantined with their reason at {quarantine_path}" if quarantined
+                 else "no row was quarantined: the interval as a whole failed")
     for suite in sorted({f["suite"] for f in outcome.critical if f.get("suite") in outcome.docs_pages}):
         lines.append(f"Great Expectations validation result ({suite}): {outcome.docs_pages[suite]}")
     if outcome.docs_index:

@@ -30,6 +30,7 @@ from metrify.quality import (
     Expect,
     QualityGateError,
     _between,
+    _plain,
     failure_message,
     run_suites,
 )
@@ -171,10 +172,6 @@ def row_reasons(frame: pd.DataFrame, suite: list[Expect], keys: list[str]) -> pd
                  for mask, text, column in checks if mask.at[i]]
         reasons.at[i] = "; ".join(parts)
     return reasons
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _read_files(root: ObjectStoragePath, files: list[str]) -> pd.DataFrame | None:
