@@ -18,13 +18,13 @@ One operator failing does not stop the others. Field origins and the stability-s
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from metrify.dag_defaults import deadline, default_args
 from metrify.geography import TSOS
 
 GRID_STATUS = Asset("metrify://lake/raw/grid_status")
@@ -35,14 +35,9 @@ GRID_STATUS = Asset("metrify://lake/raw/grid_status")
     schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    deadline=deadline(timedelta(minutes=30), "ingest_grid_status"),
     max_active_runs=4,
-    default_args={
-        "owner": "metrify-data",
-        "retries": int(os.environ.get("METRIFY_POLL_RETRIES", "3")),
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=10),
-    },
+    default_args=default_args(execution_timeout=timedelta(minutes=10), retry_delay=timedelta(minutes=5)),
     params={
         "window_start": Param(None, type=["null", "string"], description="override: ISO start (UTC)"),
         "window_end": Param(None, type=["null", "string"], description="override: ISO end (UTC)"),

@@ -16,12 +16,13 @@ The `energy_demand_factor` formula: `docs/grid-and-weather.md`.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
+from metrify.dag_defaults import deadline, default_args
 
 WEATHER = Asset("metrify://lake/raw/weather")
 SOURCES = ["dwd", "openweathermap"]
@@ -32,14 +33,9 @@ SOURCES = ["dwd", "openweathermap"]
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    deadline=deadline(timedelta(minutes=60), "ingest_weather"),
     max_active_runs=2,
-    default_args={
-        "owner": "metrify-data",
-        "retries": int(os.environ.get("METRIFY_POLL_RETRIES", "3")),
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=20),
-    },
+    default_args=default_args(execution_timeout=timedelta(minutes=20), retry_delay=timedelta(minutes=5)),
     params={
         "window_start": Param(None, type=["null", "string"], description="override: ISO start (UTC)"),
         "window_end": Param(None, type=["null", "string"], description="override: ISO end (UTC)"),

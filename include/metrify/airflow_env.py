@@ -25,6 +25,11 @@ def connections(settings: Settings) -> dict[str, dict[str, Any]]:
     conns: dict[str, dict[str, Any]] = {}
     if kafka.read_broker(settings):
         conns[settings.kafka_conn_id] = {"conn_type": "kafka", "extra": kafka.embedded_connection_extra(settings)}
+    from metrify.fakes import read_fakes  # the fake grid/weather APIs of `python -m metrify.fakes serve`
+
+    running_fakes = read_fakes(settings.home)
+    if running_fakes:
+        conns.update(running_fakes["connections"])
     return conns
 
 
@@ -87,8 +92,8 @@ def dags_test(dag_id: str, log_path: Path, settings: Settings | None = None,
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log_file:
-        code = subprocess.run(airflow_command("dags", "test", dag_id, *extra_args),
-                              env=environment(settings, extra_connections), stdout=log_file,
+        env = {**environment(settings, extra_connections), "METRIFY_DEADLINE_ALERTS": "off"}
+        code = subprocess.run(airflow_command("dags", "test", dag_id, *extra_args), env=env, stdout=log_file,
                               stderr=subprocess.STDOUT, text=True).returncode
     verdicts = re.findall(rf"Marking run <DagRun {re.escape(dag_id)} .*?> (successful|failed)",
                           log_path.read_text(errors="replace"))

@@ -61,34 +61,44 @@ def _simulation_options(args: argparse.Namespace) -> Any:
     )
 
 
+SUMMARY_LAYERS = ("raw", "quarantine", "validated", "anomalies")
+
+
 def lake_summary(settings: Settings) -> dict[str, Any]:
-    """Rows and files per layer, and the quarantine reasons."""
+    """Rows and files per layer and dataset, the meter partitions and the quarantine reasons."""
     from metrify import lake
     from metrify.readings import DATASET
 
     root = lake.lake_root(settings)
-    raw = root / "raw" / DATASET
-    quarantine = root / "quarantine" / DATASET
-    raw_files = lake.list_files(raw)
-    hours = sorted({"/".join(Path(f).parts[-3:-1]) for f in raw_files})
+    datasets: dict[str, dict[str, int]] = {}
+    for layer in SUMMARY_LAYERS:
+        if not (root / layer).exists():
+            continue
+        for folder in sorted((root / layer).iterdir(), key=str):
+            files = lake.list_files(folder)
+            if files:
+                datasets[f"{layer}/{folder.name}"] = {"rows": lake.count_rows(folder), "files": len(files)}
+    hours = sorted({"/".join(Path(f).parts[-3:-1]) for f in lake.list_files(root / "raw" / DATASET)})
     reasons: Counter[str] = Counter()
-    table = lake.read_table(quarantine, columns=["reason"])
+    table = lake.read_table(root / "quarantine" / DATASET, columns=["reason"])
     if table is not None:
         reasons.update(r.split(":")[0] for r in table["reason"].to_pylist())
+    meters = datasets.get(f"raw/{DATASET}", {"rows": 0})
+    quarantined = datasets.get(f"quarantine/{DATASET}", {"rows": 0})
     return {
         "lake": str(root),
-        "raw_rows": lake.count_rows(raw),
-        "raw_files": len(raw_files),
+        "datasets": datasets,
+        "raw_rows": meters["rows"],
+        "quarantined_rows": quarantined["rows"],
         "raw_partitions": len(hours),
         "first_partition": hours[0] if hours else None,
         "last_partition": hours[-1] if hours else None,
-        "quarantined_rows": lake.count_rows(quarantine),
-        "quarantine_files": len(lake.list_files(quarantine)),
         "quarantine_reasons": dict(reasons.most_common()),
     }
 
 
-def run_dag(dag_id: str, settings: Settings) -> None:
+def run_dag(dag_id: str, settings: Settings, extra_connections: dict[str, dict[str, Any]] | None = None,
+            extra_args: tuple[str, ...] = ()) -> None:
     """Run one DAG locally, printing progress while it works; exits with its log tail on failure."""
     from metrify.airflow_env import dags_test
 
@@ -102,13 +112,26 @@ def run_dag(dag_id: str, settings: Settings) -> None:
 
     threading.Thread(target=ticker, daemon=True).start()
     try:
-        ok = dags_test(dag_id, log_path, settings)
+        ok = dags_test(dag_id, log_path, settings, extra_connections, extra_args)
     finally:
         stop.set()
     if not ok:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"DAG {dag_id} failed; last lines of {log_path}:\n{tail}")
     _say(f"      {dag_id} succeeded in {time.monotonic() - started:.0f} s (log: {log_path})")
+
+
+def run_api_dags(settings: Settings, options: Any) -> None:
+    """Poll the grid and weather APIs for the simulated window, against the embedded fake APIs."""
+    from metrify.fakes import start_fakes
+
+    window_end = min(options.end, datetime.now(timezone.utc).replace(second=0, microsecond=0))
+    conf = json.dumps({"window_start": options.start.isoformat(), "window_end": window_end.isoformat()})
+    with start_fakes(seed=options.seed, anchor=options.start) as fakes:
+        for dag_id in ("ingest_grid_status", "ingest_weather"):
+            _say(f"      running DAG {dag_id} for {options.start:%Y-%m-%d %H:%M}..{window_end:%Y-%m-%d %H:%M} UTC "
+                 "against the embedded fake APIs")
+            run_dag(dag_id, settings, extra_connections=fakes.connections, extra_args=("-c", conf))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -140,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     _say("[4/5] running DAG ingest_meter_readings")
     run_dag("ingest_meter_readings", settings)
+    run_api_dags(settings, options)
 
     _say("[5/5] summary")
     after = lake_summary(settings)
@@ -156,9 +180,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def print_summary(summary: dict[str, Any]) -> None:
     _say(f"  lake: {summary['lake']}")
-    _say(f"    raw/meter_readings/         {summary['raw_rows']:>10,} rows in {summary['raw_files']} files, "
-         f"{summary['raw_partitions']} hour partitions ({summary['first_partition']} .. {summary['last_partition']})")
-    _say(f"    quarantine/meter_readings/  {summary['quarantined_rows']:>10,} rows in {summary['quarantine_files']} files")
+    for name, counts in summary["datasets"].items():
+        _say(f"    {name + '/':<32} {counts['rows']:>10,} rows in {counts['files']:>4} files")
+    if summary["raw_partitions"]:
+        _say(f"    meter readings span {summary['raw_partitions']} hour partitions "
+             f"({summary['first_partition']} .. {summary['last_partition']})")
+    if summary["quarantine_reasons"]:
+        _say("    meter readings quarantined, by reason:")
     for reason, count in summary["quarantine_reasons"].items():
         _say(f"        {count:>6} x {reason}")
 

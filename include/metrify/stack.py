@@ -1,7 +1,8 @@
 """`make up` / `make down`: the local stack as background processes.
 
 Airflow's API server (the UI), scheduler, DAG processor and triggerer, plus the embedded
-stand-ins: the Kafka broker and a simulator feeding the meter topic continuously. Each process
+stand-ins: the Kafka broker, the fake grid and weather APIs, and a simulator feeding the meter
+topic continuously. Each process
 gets a pid file and a log under `<METRIFY_HOME>/stack/`. The UI requires a login
 (SimpleAuthManager, never all-admins): users `admin` (admin), `operator` (op) and `viewer`
 (viewer), passwords generated into `<AIRFLOW_HOME>/simple_auth_manager_passwords.json.generated`.
@@ -109,6 +110,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def start_fakes(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
+    """The fake grid and weather APIs in the background; their connections reach Airflow's env."""
+    from metrify.fakes import read_fakes
+
+    start("fakes", [sys.executable, "-m", "metrify.fakes", "serve", "--home", str(settings.home)],
+          dict(os.environ), settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = read_fakes(settings.home)
+        if running:
+            return running
+        time.sleep(0.2)
+    raise RuntimeError(f"the fake APIs did not start; see {stack_dir(settings) / 'fakes.log'}")
+
+
 def wait_healthy(timeout: float = 180.0) -> dict[str, Any]:
     """Poll the API server's health endpoint until metadatabase and scheduler are healthy."""
     deadline = time.monotonic() + timeout
@@ -138,6 +154,7 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
     settings = settings or load_settings()
     info = kafka.up(settings)
     ensure_db(settings)
+    start_fakes(settings)
     env = stack_environment(settings)
     if feed:
         start("feed", [sys.executable, "-m", "metrify.stack", "feed", str(meters)], env, settings)
@@ -149,7 +166,7 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
 
 def down(settings: Settings | None = None) -> list[str]:
     settings = settings or load_settings()
-    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS) if stop(name, settings)]
+    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS, "fakes") if stop(name, settings)]
     if kafka.down(settings):
         stopped.append("kafka")
     return stopped

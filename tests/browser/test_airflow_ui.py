@@ -8,11 +8,12 @@ from urllib.parse import quote
 import pytest
 import requests
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from metrify import kafka
 
-EXPECTED_DAGS = ("ingest_meter_readings",)
+EXPECTED_DAGS = ("ingest_meter_readings", "ingest_grid_status", "ingest_weather")
 pytestmark = pytest.mark.browser
 
 
@@ -118,3 +119,24 @@ def test_failed_task_log_names_the_problem_and_the_runbook(stack, browser, scree
     screenshot()
     alerts = (stack["home"] / "alerts.log").read_text()
     assert "list_partitions" in alerts and "broker-down" in alerts, "no on-call alert was sent"
+
+
+def start_backfill_from_ui(browser, stack: dict, dag_id: str, start: str, end: str) -> None:
+    """Trigger → Backfill → From/To (YYYY/MM/DD HH:mm) → Run Backfill."""
+    browser.get(f"{stack['url']}/dags/{dag_id}")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")).click()
+    wait.until(lambda d: d.find_element(By.XPATH, "//*[normalize-space()='Backfill']")).click()
+    for index, moment in enumerate((start, end)):
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='datetime-input']"))[index].click()
+        popover = wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, "[data-scope='popover'][data-part='content'][data-state='open']"))
+        date_field, time_field = popover.find_elements(By.CSS_SELECTOR, "input[placeholder='YYYY/MM/DD'], input[placeholder='HH:mm']")
+        day, clock = moment.split(" ")
+        for field, value in ((date_field, day), (time_field, clock)):
+            field.click()
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(value)
+        time_field.send_keys(Keys.ENTER)
+        browser.find_element(By.XPATH, "//*[normalize-space()='Date Range']").click()  # close the picker
+    wait.until(lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Run Backfill' and not(@disabled)]")).click()

@@ -11,7 +11,7 @@ import pytest
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
-EXPECTED_DAGS = {"ingest_meter_readings"}
+EXPECTED_DAGS = {"ingest_meter_readings", "ingest_grid_status", "ingest_weather"}
 
 
 def _dagbag(path: Path):
@@ -56,6 +56,7 @@ def test_every_task_has_owner_retries_timeout_and_every_dag_tags_and_docs(dagbag
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md, f"{dag_id} has no doc_md for the on-call engineer"
+        assert dag.deadline, f"{dag_id} has no deadline alert"
         for task in dag.tasks:
             where = f"{dag_id}.{task.task_id}"
             assert task.owner and task.owner != "airflow", f"{where} has no owner"

@@ -50,7 +50,7 @@ def test_on_call_basics(dags, dag_id: str) -> None:
     assert dag.tags and "On failure" in dag.doc_md
     assert set(dag.params.keys()) == {"window_start", "window_end"}
     for task in dag.tasks:
-        assert task.owner == "metrify-data" and task.retries >= 1 and task.execution_timeout
+        assert task.owner == "metrify-data-eng" and task.retries >= 1 and task.execution_timeout
 
 
 def test_window_resolution() -> None:

@@ -35,7 +35,7 @@ def _all_text(folder: Path) -> str:
 def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "metrify"))
     monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
-    monkeypatch.setenv("METRIFY_POLL_RETRIES", "0")  # one try per task: failures show at once
+    monkeypatch.setenv("METRIFY_TASK_RETRIES", "0")  # one try per task: failures show at once
     settings = load_settings()
     start, end = DAY + timedelta(hours=6), DAY + timedelta(hours=8)
     stack = start_fakes(seed=42, anchor=DAY, now=lambda: DAY + timedelta(days=1),

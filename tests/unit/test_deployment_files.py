@@ -1,0 +1,81 @@
+"""Static checks of the production packaging (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metrify.settings import PROJECT_ROOT, load_settings
+from metrify.sources.tasks import DEFAULT_CONN_IDS
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+SETTINGS_FILE = PROJECT_ROOT / "airflow_settings.yaml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def used_connection_ids() -> set[str]:
+    settings = load_settings()
+    return {settings.kafka_conn_id, settings.lake_conn_id, *DEFAULT_CONN_IDS.values()}
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    done = subprocess.run([str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_image_is_pinned(compose) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image or service.get("build"), f"service {name} has neither image nor build"
+        if image and not service.get("build"):
+            repository, _, tag = image.rpartition(":")
+            assert repository and tag and tag != "latest", f"service {name}: image {image!r} is not pinned"
+
+
+def test_airflow_runs_on_celery_with_scalable_workers(compose) -> None:
+    services = compose["services"]
+    commands = {name: str(s.get("command", "")) for name, s in services.items()}
+    for component in ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker"):
+        assert component in commands.values(), f"no service runs `airflow {component}`"
+    worker = next(s for n, s in services.items() if commands[n] == "celery worker")
+    assert "container_name" not in worker and "ports" not in worker, "a worker with a fixed name or port cannot --scale"
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert {"postgres", "kafka", "minio", "redis", "init"} <= set(services)
+
+
+def test_every_connection_the_dags_use_is_defined_for_astro_and_compose(compose) -> None:
+    astro = {c["conn_id"] for c in yaml.safe_load(SETTINGS_FILE.read_text())["airflow"]["connections"]}
+    environment = compose["services"]["airflow-scheduler"]["environment"]
+    in_compose = {k.removeprefix("AIRFLOW_CONN_").lower() for k in environment if k.startswith("AIRFLOW_CONN_")}
+    for conn_id in used_connection_ids():
+        assert conn_id in astro, f"{conn_id} missing from airflow_settings.yaml"
+        assert conn_id in in_compose, f"{conn_id} missing from docker-compose.yaml"
+
+
+def test_no_secret_is_committed_in_the_settings_files() -> None:
+    for connection in yaml.safe_load(SETTINGS_FILE.read_text())["airflow"]["connections"]:
+        if connection["conn_id"] not in {"aws_default"}:  # MinIO's well-known local default
+            assert not connection.get("conn_password"), f"{connection['conn_id']} has a password in the repo"
+    for line in COMPOSE.read_text().splitlines():
+        if '"password"' in line and "${" not in line and "minioadmin" not in line:
+            pytest.fail(f"docker-compose.yaml holds a literal password: {line.strip()}")
+
+
+def test_dockerfile_uses_the_pinned_airflow_and_installs_the_project() -> None:
+    text = DOCKERFILE.read_text()
+    pinned = re.search(r"^apache-airflow==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", text, re.M)
+    for needed in ("requirements.txt", "include", "dags", "dbt", "plugins"):
+        assert needed in text, f"Dockerfile does not copy {needed}"
