@@ -31,7 +31,7 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from metrify.dag_defaults import default_args
+from metrify.dag_defaults import deadline, default_args
 
 RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
 VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
@@ -44,6 +44,7 @@ VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
     catchup=False,
     max_active_runs=1,
     default_args=default_args(execution_timeout=timedelta(minutes=30)),
+    deadline=deadline(timedelta(hours=1), "quality_meter_readings"),
     tags=["metrify", "quality", "meter_readings", "great_expectations"],
     doc_md=__doc__,
 )

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from metrify.dag_defaults import default_args
+from metrify.dag_defaults import deadline, default_args
 
 RAW_GRID_STATUS = Asset("metrify://lake/raw/grid_status")
 RAW_WEATHER = Asset("metrify://lake/raw/weather")
@@ -54,6 +54,7 @@ def _gate(dataset: str, date: str, asset: Asset) -> dict[str, Any]:
     catchup=False,
     max_active_runs=1,
     default_args=default_args(execution_timeout=timedelta(minutes=20)),
+    deadline=deadline(timedelta(hours=1), "quality_sources"),
     tags=["metrify", "quality", "grid_status", "weather", "great_expectations"],
     doc_md=__doc__,
 )
