@@ -33,13 +33,14 @@ RUNBOOK_URL = os.environ.get(
 )
 # Error text -> runbook section: the first match wins.
 RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
+    # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
+    ("quality gate", "quality-gate-failed"),
+    ("expectation", "quality-gate-failed"),
     ("kafka", "broker-down"),
     ("broker", "broker-down"),
     ("401", "api-key-expired"),
     ("403", "api-key-expired"),
     ("credentials", "api-key-expired"),
-    ("expectation", "quality-gate-failed"),
-    ("quality gate", "quality-gate-failed"),
     ("reconciliation", "reconciliation-failed"),
     ("dbt", "warehouse-load-failed"),
     ("warehouse", "warehouse-load-failed"),

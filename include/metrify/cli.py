@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings()
     begun = time.monotonic()
-    _say(f"[1/5] embedded Kafka broker")
+    _say(f"[1/6] embedded Kafka broker")
     fresh = kafka.read_broker(settings) is None
     info = kafka.up(settings)
     _say(f"      listening on {info['bootstrap']} (pid {info['pid']}; stop with `metrify kafka down`)")
@@ -160,21 +160,38 @@ def cmd_run(args: argparse.Namespace) -> None:
     before = lake_summary(settings)
 
     options = _simulation_options(args)
-    _say(f"[2/5] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
+    _say(f"[2/6] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
          f"{options.end:%Y-%m-%d %H:%M} UTC (seed {options.seed}) into topic {settings.meter_topic!r}")
     counts = simulate_and_produce(settings, options)
     _say(f"      produced {counts['messages']:,} messages: {counts['readings']:,} readings, "
          f"{counts['poison_messages']} poison, {counts['exact_duplicates']} duplicates, {counts['late']} late, "
          f"{counts['anomaly_labels']} labelled anomalous readings")
 
-    _say("[3/5] Airflow metadata database (SQLite, first run ~30 s)")
+    _say("[3/6] Airflow metadata database (SQLite, first run ~30 s)")
     ensure_db(settings)
 
-    _say("[4/5] running DAG ingest_meter_readings")
+    _say("[4/6] running DAG ingest_meter_readings")
     run_dag("ingest_meter_readings", settings)
     run_api_dags(settings, options)
 
-    _say("[5/5] summary")
+    _say("[5/6] quality gates and anomaly detection")
+    blocked = []
+    for dag_id in ("quality_meter_readings", "quality_sources"):
+        try:
+            run_dag(dag_id, settings)
+        except SystemExit:  # a blocked interval is a finding to show, not a crash; the log tail was printed
+            blocked.append(dag_id)
+    from metrify.quality import lake_quality_summary
+
+    quality = lake_quality_summary(settings)
+    _say(f"      validated/meter_readings/   {quality['validated_rows']:>10,} rows; gate quarantine "
+         f"{quality['gate_quarantined_rows']:,} rows {quality['gate_quarantine_reasons']}")
+    _say(f"      blocked hours: {', '.join(quality['intervals_blocked']) or 'none'}")
+    _say(f"      anomalies/meter_readings/   {quality['anomalies']}")
+    _say(f"      meter-day quality tiers:    {quality['meter_day_tiers']}")
+    _say(f"      Great Expectations Data Docs: {quality['data_docs']}")
+
+    _say("[6/6] summary")
     after = lake_summary(settings)
     landed = (after["raw_rows"] - before["raw_rows"]) + (after["quarantined_rows"] - before["quarantined_rows"])
     ok = landed == counts["messages"]
@@ -185,6 +202,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     _say(f"  done in {time.monotonic() - begun:.0f} s. Kafka is still running; `metrify kafka down` stops it.")
     if not ok:
         raise SystemExit("reconciliation failed: see the DAG log above and RUNBOOK.md")
+    if blocked:
+        raise SystemExit(f"quality gate blocked data in {', '.join(blocked)}: see the log tails above "
+                         "and docs/quality.md (How to read a quality failure)")
 
 
 def print_summary(summary: dict[str, Any]) -> None:
