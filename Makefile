@@ -23,7 +23,8 @@ test: $(BIN)/.installed
 	@$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
-	@$(BIN)/python -m metrify.bench
+	@$(BIN)/python -m metrify.bench --output bench-results/ingest.json
+	@$(BIN)/python -m metrify.bench_quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
 
 up: $(BIN)/.installed
 	@$(BIN)/metrify up
