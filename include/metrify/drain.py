@@ -20,6 +20,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -63,6 +64,14 @@ class DrainReport:
     batches: int = 0
     files: int = 0  # Parquet files written (raw and quarantine)
     seconds: float = 0.0
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.messages += result.messages
+        self.valid_rows += result.valid_rows
+        self.quarantined += result.quarantined
+        self.files += len(result.files)
+        self.end_offset = result.last_offset + 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,32 +122,39 @@ def drain_partition(
             log.warning("%s[%d]: replaying uncommitted batch %d..%d written by an earlier attempt",
                         topic, partition, pending["first_offset"], replay_last)
         consumer.assign([TopicPartition(topic, partition, start)])
-        position = start
+        read_from = start
         carry: list[Message] = []
-        while position < high:
-            last = replay_last if replay_last is not None else min(position + batch_size, high) - 1
-            replay_last = None
-            with _gc_paused():
-                messages, carry = _read_until(consumer, topic, partition, last, carry, poll_timeout, idle_timeout)
-                if not messages:
+        in_flight: Future[BatchResult] | None = None
+        # Batch k is decoded and written in a second thread while batch k+1 is read; offsets are
+        # still committed strictly in order, each only after its own files are durable, and a
+        # batch's files are started only after the previous batch's commit (so at most one batch
+        # is ever written but uncommitted: the one the intent marker names).
+        with _gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-writer") as writer:
+            while True:
+                batch: list[Message] = []
+                if read_from < high:
+                    last = replay_last if replay_last is not None else min(read_from + batch_size, high) - 1
+                    replay_last = None
+                    batch, carry = _read_until(consumer, topic, partition, last, carry, poll_timeout, idle_timeout)
+                if in_flight is not None:
+                    result = in_flight.result()
+                    if on_batch_written:
+                        on_batch_written(result)
+                    consumer.commit(offsets=[TopicPartition(topic, partition, result.last_offset + 1)],
+                                    asynchronous=False)
+                    report.add(result)
+                    log.info("%s[%d]: committed %d after batch %d..%d (%d rows, %d quarantined)",
+                             topic, partition, report.end_offset, result.first_offset, result.last_offset,
+                             result.valid_rows, result.quarantined)
+                    in_flight = None
+                if not batch:
                     break
-                last = messages[-1].offset()
-                lake.write_json({"first_offset": position, "last_offset": last, "written_at": _now().isoformat()},
+                first, last = read_from, batch[-1].offset()
+                lake.write_json({"first_offset": first, "last_offset": last, "written_at": _now().isoformat()},
                                 marker_path(root, topic, partition))
-                result = write_batch(messages, topic, partition, position, last, root)
-            if on_batch_written:
-                on_batch_written(result)
-            consumer.commit(offsets=[TopicPartition(topic, partition, last + 1)], asynchronous=False)
-            report.batches += 1
-            report.messages += result.messages
-            report.valid_rows += result.valid_rows
-            report.quarantined += result.quarantined
-            report.files += len(result.files)
-            position = report.end_offset = last + 1
-            del messages  # free this batch before reading the next: memory follows the batch size
-            log.info("%s[%d]: committed %d after batch %d..%d (%d rows, %d quarantined)",
-                     topic, partition, position, result.first_offset, last,
-                     result.valid_rows, result.quarantined)
+                in_flight = writer.submit(write_batch, batch, topic, partition, first, last, root)
+                read_from = last + 1
+                del batch  # the writer holds it: memory follows the batch size, not the backlog
         report.seconds = round(time.monotonic() - started, 3)
         return report
     finally:
@@ -147,9 +163,9 @@ def drain_partition(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is read and written.
+    """Pause the cyclic garbage collector while a partition is drained.
 
-    A batch creates ~100,000 Message objects without reference cycles; in a task process that
+    Each batch creates ~100,000 Message objects without reference cycles; in a task process that
     imported Airflow, the collections they trigger cost more than the drain itself (measured:
     consume 2x slower). Reference counting still frees everything.
     """
@@ -205,7 +221,10 @@ def write_batch(messages: list[Message], topic: str, partition: int, first: int,
     stem = file_stem(topic, partition, first, last)
     files: list[ObjectStoragePath] = []
 
-    offsets = pa.array([m.offset() for m in messages], pa.int64())
+    if messages[-1].offset() - messages[0].offset() + 1 == len(messages):  # no gaps: the usual case
+        offsets = pa.array(np.arange(messages[0].offset(), messages[-1].offset() + 1, dtype=np.int64))
+    else:  # compacted topics and transaction markers leave gaps
+        offsets = pa.array([m.offset() for m in messages], pa.int64())
     kafka_ts = pa.array([m.timestamp()[1] for m in messages], pa.int64())
     rows = decoded.rows
     index = rows["_index"]

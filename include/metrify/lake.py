@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 LOCAL_PROTOCOLS = {"file", "local"}
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
 
 def lake_root(settings: Settings | None = None) -> ObjectStoragePath:
