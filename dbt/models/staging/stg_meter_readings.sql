@@ -1,0 +1,69 @@
+-- One row per (meter_id, reading_ts): duplicates collapsed (latest ingestion wins), typed,
+-- with time dimensions (UTC and Europe/Berlin business day) and quality flags.
+with source as (
+    select * from {{ source('lake', 'meter_readings') }}
+),
+
+ranked as (
+    select
+        source.*,
+        row_number() over (partition by meter_id, reading_ts order by {{ reading_dedup_order() }}) as copy_rank,
+        count(*) over (partition by meter_id, reading_ts) as copies,
+        case
+            when min(consumption_kwh) over (partition by meter_id, reading_ts)
+                 <> max(consumption_kwh) over (partition by meter_id, reading_ts)
+              or min(voltage) over (partition by meter_id, reading_ts)
+                 <> max(voltage) over (partition by meter_id, reading_ts)
+            then true else false
+        end as has_conflicting_copies
+    from source
+),
+
+deduplicated as (
+    select * from ranked where copy_rank = 1
+),
+
+timed as (
+    select
+        *,
+        {{ interval_start('reading_ts') }} as interval_start_ts,
+        {{ reading_hour('reading_ts') }} as hour_start,
+        {{ to_local(interval_start('reading_ts')) }} as interval_start_local
+    from deduplicated
+)
+
+select
+    cast(meter_id as varchar(64)) as meter_id,
+    reading_ts,
+    interval_start_ts,
+    hour_start,
+    cast(hour_start as date) as reading_date_utc,
+    interval_start_local,
+    cast(interval_start_local as date) as business_date,
+    extract(hour from interval_start_local) as local_hour,
+    {{ iso_day_of_week('interval_start_local') }} as iso_day_of_week,
+    case when {{ iso_day_of_week('interval_start_local') }} in (6, 7) then true else false end as is_weekend,
+    cast(consumption_kwh as double precision) as consumption_kwh,
+    cast(coalesce(export_kwh, 0) as double precision) as export_kwh,
+    cast(consumption_kwh - coalesce(export_kwh, 0) as double precision) as net_kwh,
+    cast(consumption_kwh * 4 as double precision) as avg_power_kw,
+    voltage,
+    "CURRENT" as current_a,
+    power_factor,
+    frequency,
+    temperature,
+    humidity,
+    case when consumption_kwh < 0 then true else false end as is_negative_consumption,
+    case when voltage < {{ var('voltage_min') }} or voltage > {{ var('voltage_max') }} then true else false end
+        as is_voltage_out_of_range,
+    case when frequency < {{ var('frequency_min') }} or frequency > {{ var('frequency_max') }} then true else false end
+        as is_frequency_out_of_range,
+    copies,
+    has_conflicting_copies,
+    topic,
+    ingested_at,
+    {{ dbt.datediff('reading_ts', 'ingested_at', 'second') }} as ingestion_lag_seconds,
+    _interval_date,
+    _interval_hour,
+    _loaded_at
+from timed
