@@ -364,18 +364,19 @@ def snowflake_setup_sql(stage_url: str, storage_integration: str | None = None, 
 
 def snowflake_load_sql(source: Source, interval: Interval, relative_files: Sequence[str],
                        database: str | None = None) -> tuple[list[str], list[str]]:
-    """(statements before the transaction, statements inside it) replacing one interval.
+    """(statements before the transaction, statements inside it, then a cleanup) for one interval.
 
     `relative_files` are paths relative to the lake root (= the stage URL).
     """
     prefix = f"{database}." if database else ""
     schema = f"{prefix}{RAW_SCHEMA_NAME}"
     table = f"{schema}.{source.table}"
-    tmp = f"{schema}._load_{source.table}"
+    # a transient work table per interval (parallel loads of different intervals never meet)
+    tmp = f"{schema}._load_{source.table}_{interval.day:%Y%m%d}_{'d' if interval.hour is None else f'{interval.hour:02d}'}"
     cols = ", ".join(name.upper() for name, _ in source.columns)
     hour_sql = "IS NULL" if interval.hour is None else f"= {interval.hour}"
     where = f"_INTERVAL_DATE = '{interval.day:%Y-%m-%d}'::DATE AND _INTERVAL_HOUR {hour_sql}"
-    before = [f"CREATE OR REPLACE TEMPORARY TABLE {tmp} ({', '.join(f'{n.upper()} {TYPES[k][1]}' for n, k in source.columns)})"]
+    before = [f"CREATE OR REPLACE TRANSIENT TABLE {tmp} ({', '.join(f'{n.upper()} {TYPES[k][1]}' for n, k in source.columns)})"]
     for chunk_start in range(0, len(relative_files), 1000):  # COPY takes at most 1,000 FILES
         chunk = relative_files[chunk_start:chunk_start + 1000]
         listed = ", ".join(f"'{f}'" for f in chunk)
@@ -389,7 +390,7 @@ def snowflake_load_sql(source: Source, interval: Interval, relative_files: Seque
         f"SELECT {cols}, '{interval.day:%Y-%m-%d}'::DATE, {hour_value}, NULL, "
         f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM {tmp}",
     ]
-    return before, inside
+    return before, inside + [f"DROP TABLE IF EXISTS {tmp}"]
 
 
 def load_interval_snowflake(cursor: Any, source: Source, interval: Interval, relative_files: Sequence[str],
@@ -401,10 +402,12 @@ def load_interval_snowflake(cursor: Any, source: Source, interval: Interval, rel
         cursor.execute(statement)
     cursor.execute("BEGIN")
     try:
-        for statement in inside:
+        rows = 0
+        for statement in inside[:-1]:
             cursor.execute(statement)
-        rows = cursor.rowcount or 0
+            rows = cursor.rowcount or 0  # the INSERT's row count
         cursor.execute("COMMIT")
+        cursor.execute(inside[-1])
     except Exception as exc:
         cursor.execute("ROLLBACK")
         raise RuntimeError(f"loading {source.layer}/{source.dataset}/{interval} into Snowflake failed: {exc}") from exc
@@ -464,22 +467,24 @@ def start_registry_db(settings: Settings | None = None) -> str:
     import pgserver
 
     settings = settings or load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(settings.home / "postgres", cleanup_mode=None)
     return server.get_uri()
 
 
 def stop_registry_db(settings: Settings | None = None) -> None:
-    import subprocess
-
+    """Stop the embedded PostgreSQL started by `start_registry_db` (a no-op when it is down)."""
     import pgserver
 
     settings = settings or load_settings()
     pgdata = settings.home / "postgres"
     if not (pgdata / "postmaster.pid").exists():
         return
-    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    subprocess.run([str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"], check=False,
-                   capture_output=True)
+    from pgserver._commands import pg_ctl
+
+    # pgserver runs PostgreSQL as the system user `pgserver` when started by root
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
 
 
 def registry_connection(uri: str) -> dict[str, Any]:
@@ -586,7 +591,8 @@ def run_dbt(args: Sequence[str], target: str = "duckdb", settings: Settings | No
     settings = settings or load_settings()
     saved = {k: os.environ.get(k) for k in dbt_env(target, settings, env)}
     os.environ.update(dbt_env(target, settings, env))
-    command = [*args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", target]
+    command = [*args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", target,
+               "--log-path", str(settings.home / "logs" / "dbt")]
     if target_path:
         command += ["--target-path", str(target_path)]
     if vars:

@@ -21,6 +21,7 @@ START = datetime(2026, 3, 28, tzinfo=timezone.utc)  # spans the DST change of 20
 class LakeData:
     registry: pd.DataFrame
     readings: pd.DataFrame  # what was written to raw/, duplicates included
+    late: pd.DataFrame  # readings held back, to be delivered late
     start: datetime
     end: datetime
 
@@ -119,6 +120,11 @@ def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11) -> LakeDat
     frame = sim.readings.copy()
     frame["reading_ts"] = pd.to_datetime(frame["reading_ts"], utc=True)
     frame.loc[frame.index[5], "consumption_kwh"] = -0.25  # implausible, kept in raw
+    # hold back meter 0's readings that close 2026-03-28 02:15..03:00 (hour 02): delivered late
+    late_mask = (frame["meter_id"] == sim.registry["meter_id"].iloc[0]) & frame["reading_ts"].between(
+        pd.Timestamp("2026-03-28 02:15", tz="UTC"), pd.Timestamp("2026-03-28 03:00", tz="UTC"))
+    late = frame[late_mask].copy()
+    frame = frame[~late_mask]
     first = datetime(2026, 3, 30, 6, tzinfo=timezone.utc)
     write_meter_readings(root, frame, first, "meter-readings+0+000000000000-000000009999")
     # a second delivery of some readings: identical copies and one conflicting copy, later
@@ -129,7 +135,7 @@ def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11) -> LakeDat
     write_grid_status(root, START, end)
     write_weather(root, START, end, sorted(set(sim.registry["city"])))
     write_anomalies(root, frame)
-    return LakeData(sim.registry, all_rows, START, end)
+    return LakeData(sim.registry, all_rows, late, START, end)
 
 
 def expected_hourly(frame: pd.DataFrame) -> pd.DataFrame:

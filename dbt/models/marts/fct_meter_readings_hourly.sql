@@ -4,7 +4,7 @@
         incremental_strategy='merge',
         unique_key=['meter_id', 'hour_start'],
         on_schema_change='fail',
-        tmp_relation_type='table'
+        tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
 }}
 -- Hourly energy per meter (UTC hour the 15-minute intervals start in). Incremental: a run

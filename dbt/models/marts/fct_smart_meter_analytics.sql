@@ -4,7 +4,7 @@
         incremental_strategy='merge',
         unique_key=['hour_start', 'region', 'grid_operator'],
         on_schema_change='fail',
-        tmp_relation_type='table'
+        tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
 }}
 -- Meter, grid and weather joined per UTC hour and region (federal state) / grid operator.
