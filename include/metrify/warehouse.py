@@ -634,3 +634,73 @@ def build_manifest(settings: Settings | None = None) -> Path:
 def duckdb_profile_conn(settings: Settings | None = None) -> dict[str, Any]:
     """Airflow connection `metrify_duckdb` for Cosmos's DuckDB profile mapping."""
     return {"conn_type": "duckdb", "host": str(warehouse_path(settings))}
+
+
+# --------------------------------------------------------------------------------------------
+# entry points for the DAGs (plain functions; the DAG files only wire them)
+
+
+def warehouse_target() -> str:
+    from metrify.transform import target
+
+    return target()
+
+
+def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settings | None = None
+                            ) -> dict[str, Any]:
+    """Load what changed in the lake into the warehouse's raw schema; returns a summary.
+
+    DuckDB: every interval whose files changed (all days, or `days`). Snowflake: the intervals
+    of `days` (required there: COPY INTO from the lake stage, each interval replaced).
+    """
+    if warehouse_target() == "snowflake":
+        if days is None:
+            raise ValueError("loading Snowflake needs the days to load (the DAG passes its data interval)")
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        with SnowflakeHook(snowflake_conn_id="snowflake_default").get_conn() as conn:
+            report = sync_snowflake(conn.cursor(), lake.lake_root(settings), days=list(days))
+    else:
+        report = sync(settings=settings, days=list(days) if days is not None else None)
+    summary = {"intervals_loaded": len(report.loaded), "intervals_unchanged": report.unchanged,
+               "rows_loaded": report.rows,
+               "by_table": {t: sum(r.rows for r in report.loaded if r.table == t) for t in SOURCES}}
+    log.info("warehouse load: %s", summary)
+    return summary
+
+
+def load_registry_for_transform(conn_id: str = "postgres_default", settings: Settings | None = None) -> int:
+    """Copy the meter registry from PostgreSQL (`conn_id`) into the warehouse; returns its rows."""
+    frame = read_registry(conn_id=conn_id)
+    if frame.empty:
+        raise RuntimeError(f"the meter registry in PostgreSQL ({conn_id}, table {REGISTRY_TABLE}) is empty: "
+                           "dim_meters would be empty and every fact would fail its relationship test")
+    if warehouse_target() == "snowflake":
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        with SnowflakeHook(snowflake_conn_id="snowflake_default").get_conn() as conn:
+            return load_registry_snowflake(conn.cursor(), frame)
+    return load_registry_duckdb(frame, settings=settings)
+
+
+def seed_registry(registry: pd.DataFrame, settings: Settings | None = None) -> dict[str, Any]:
+    """Start the embedded PostgreSQL, write the simulator's registry into it, and return the
+    Airflow connection (`postgres_default`) that reaches it."""
+    uri = start_registry_db(settings)
+    write_registry(registry, uri)
+    return registry_connection(uri)
+
+
+def embedded_connections(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """Airflow connections the warehouse DAGs need locally: the DuckDB file for Cosmos."""
+    return {"metrify_duckdb": duckdb_profile_conn(settings)}
+
+
+def summary(settings: Settings | None = None) -> dict[str, int]:
+    """Row counts of every staging, mart and metric table in the DuckDB warehouse."""
+    with _duckdb(None, settings) as db:
+        tables = db.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('raw', 'staging', 'marts', 'metrics') AND table_name NOT LIKE '\\_%' ESCAPE '\\' "
+            "ORDER BY 1, 2").fetchall()
+        return {f"{s}.{t}": db.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0] for s, t in tables}
