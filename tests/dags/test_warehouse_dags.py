@@ -38,7 +38,7 @@ def parse_seconds(name: str, pycache: Path) -> float:
         "from airflow.sdk.lineage import get_hook_lineage_collector; get_hook_lineage_collector()\n"
         "airflow.sdk.Asset('metrify://warm/up')\n"
         f"t = time.perf_counter(); bag = DagBag(dag_folder={str(DAGS / name)!r}); "
-        "assert not bag.import_errors, bag.import_errors\n"
+        "assert not bag.import_errors and len(bag.dags) == 1, (bag.import_errors, bag.dags)\n"
         "print(time.perf_counter() - t)"
     )
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), "PYTHONPYCACHEPREFIX": str(pycache)}
