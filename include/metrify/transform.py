@@ -67,9 +67,12 @@ def profile_config() -> Any:
 
 def execution_config() -> Any:
     from cosmos import ExecutionConfig
-    from cosmos.constants import ExecutionMode, InvocationMode
+    from cosmos.constants import ExecutionMode, InvocationMode, TestIndirectSelection
 
-    return ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER)
+    # BUILDABLE: a model's test task runs the tests whose other parents are its ancestors, so a
+    # relationship test runs with the child model (after its parent exists), not with the parent.
+    return ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER,
+                           test_indirect_selection=TestIndirectSelection.BUILDABLE)
 
 
 def render_config(select: list[str] | None = None, exclude: list[str] | None = None) -> Any:

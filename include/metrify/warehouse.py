@@ -472,19 +472,30 @@ def start_registry_db(settings: Settings | None = None) -> str:
     return server.get_uri()
 
 
-def stop_registry_db(settings: Settings | None = None) -> None:
-    """Stop the embedded PostgreSQL started by `start_registry_db` (a no-op when it is down)."""
-    import pgserver
+def stop_registry_db(settings: Settings | None = None, timeout: float = 30.0) -> None:
+    """Stop the embedded PostgreSQL started by `start_registry_db` (a no-op when it is down).
+
+    Sends the postmaster SIGINT (PostgreSQL's "fast" shutdown) and waits for it to exit.
+    """
+    import signal
 
     settings = settings or load_settings()
-    pgdata = settings.home / "postgres"
-    if not (pgdata / "postmaster.pid").exists():
+    pid_file = settings.home / "postgres" / "postmaster.pid"
+    if not pid_file.exists():
         return
-    from pgserver._commands import pg_ctl
-
-    # pgserver runs PostgreSQL as the system user `pgserver` when started by root
-    user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"PostgreSQL (pid {pid}, {pid_file.parent}) did not stop within {timeout:.0f}s")
 
 
 def registry_connection(uri: str) -> dict[str, Any]:
