@@ -103,6 +103,16 @@ def test_facts_reconcile_with_the_lake(built):
     assert list(fact.index) == list(expected.index)
     assert (fact["readings"].to_numpy() == expected["readings"].to_numpy()).all()
     assert fact["consumption_kwh"].to_numpy() == pytest.approx(expected["consumption_kwh"].to_numpy(), abs=1e-9)
+    # and the same from the lake's Parquet files themselves
+    assert warehouse.reconcile() == []
+    # ... a check that does notice a lost kWh
+    tamper = ("update marts.fct_meter_readings_hourly set consumption_kwh = consumption_kwh {} 0.5 "
+              "where hour_start = timestamp '2026-03-29 12:00:00' and meter_id = (select min(meter_id) from raw.meter_registry)")
+    query(tamper.format("-"))
+    try:
+        assert [m["hour_start"] for m in warehouse.reconcile()] == ["2026-03-29 12:00:00"]
+    finally:
+        query(tamper.format("+"))
     # the conflicting duplicate counts once, with the later delivery's value
     assert query("select sum(conflicting_readings), sum(duplicate_copies) from marts.fct_meter_readings_hourly") == [(1, 10)]
 
@@ -131,6 +141,7 @@ def test_late_data_updates_the_right_hour_without_duplicates(built, tmp_path):
                  "from marts.fct_meter_readings_hourly group by 1 order by 1")
     assert fact["n"].tolist() == expected["readings"].tolist()
     assert fact["kwh"].to_numpy() == pytest.approx(expected["consumption_kwh"].to_numpy(), abs=1e-9)
+    assert warehouse.reconcile() == []
 
 
 def _snapshot() -> dict[str, pd.DataFrame]:
