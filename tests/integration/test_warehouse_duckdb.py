@@ -93,7 +93,7 @@ def test_dbt_build_succeeds_and_fills_every_table(built):
                  "where business_date = date '2026-03-29'") == [(92,)]
 
 
-def test_facts_reconcile_with_the_lake(built):
+def test_facts_reconcile_with_the_lake(built):  # noqa: PLR0915
     """Counts and kWh per hour in the fact equal the distinct raw readings, computed in pandas."""
     expected = wd.expected_hourly(built["data"].readings)
     fact = frame("select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
@@ -111,6 +111,9 @@ def test_facts_reconcile_with_the_lake(built):
     query(tamper.format("-"))
     try:
         assert [m["hour_start"] for m in warehouse.reconcile()] == ["2026-03-29 12:00:00"]
+        dbt_check = warehouse.run_dbt(["test", "--select", "assert_meter_readings_reconcile"],
+                                      target_path=built["target"])
+        assert not dbt_check.success and list(dbt_check.statuses.values()) == ["fail"]
     finally:
         query(tamper.format("+"))
     # the conflicting duplicate counts once, with the later delivery's value
