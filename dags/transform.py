@@ -50,7 +50,7 @@ def transform_dag():
         profile_config=transform.profile_config(),
         execution_config=transform.execution_config(),
         render_config=transform.render_config(exclude=["path:models/metrics"]),
-        operator_args=transform.operator_args(),
+        operator_args=transform.operator_args(hourly=True),
     )
 
     @task(outlets=[WAREHOUSE_MARTS])

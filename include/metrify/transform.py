@@ -89,9 +89,19 @@ def render_config(select: list[str] | None = None, exclude: list[str] | None = N
     )
 
 
-def operator_args() -> dict[str, Any]:
-    """Arguments for every Cosmos task (a retry also covers a DuckDB file lock held by another DAG)."""
-    return {"retries": 2}
+HOURLY_TEST_WINDOW_HOURS = 48
+
+
+def operator_args(hourly: bool = False) -> dict[str, Any]:
+    """Arguments for every Cosmos task (a retry also covers a DuckDB file lock held by another DAG).
+
+    Hourly runs test the rows loaded in the last `HOURLY_TEST_WINDOW_HOURS` hours (dbt var
+    `test_window_hours`), so their cost follows the new data; daily runs test everything.
+    """
+    args: dict[str, Any] = {"retries": 2}
+    if hourly:
+        args["vars"] = {"test_window_hours": HOURLY_TEST_WINDOW_HOURS}
+    return args
 
 
 def max_active_tasks() -> int:

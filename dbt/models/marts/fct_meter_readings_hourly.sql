@@ -14,15 +14,12 @@
 
 {% if is_incremental() %}
 with affected_hours as (
-    select distinct {{ reading_hour('reading_ts') }} as hour_start
-    from {{ source('lake', 'meter_readings') }}
+    select distinct hour_start
+    from {{ ref('stg_meter_readings') }}
     where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-    union
-    select distinct {{ reading_hour('reading_ts') }} as hour_start
-    from {{ source('lake', 'meter_readings') }}
-    where reading_ts > (
-        select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(hour_start)') }} from {{ this }}
-    )
+       or hour_start > (
+            select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(hour_start)') }} from {{ this }}
+       )
 ),
 
 readings as (

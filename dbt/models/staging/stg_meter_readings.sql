@@ -1,7 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key=['meter_id', 'reading_ts'],
+        on_schema_change='fail',
+        tmp_relation_type=('transient' if target.type == 'snowflake' else none)
+    )
+}}
 -- One row per (meter_id, reading_ts): duplicates collapsed (latest ingestion wins), typed,
 -- with time dimensions (UTC and Europe/Berlin business day) and quality flags.
+-- Incremental: a run re-deduplicates only the hours that received rows since the last run
+-- (all copies of a reading share its hour), so its cost follows the new data, not the history.
 with source as (
     select * from {{ source('lake', 'meter_readings') }}
+    {% if is_incremental() %}
+    where {{ reading_hour('reading_ts') }} in (
+        select distinct {{ reading_hour('reading_ts') }}
+        from {{ source('lake', 'meter_readings') }}
+        where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
+    )
+    {% endif %}
 ),
 
 ranked as (
@@ -9,6 +27,7 @@ ranked as (
         source.*,
         row_number() over (partition by meter_id, reading_ts order by {{ reading_dedup_order() }}) as copy_rank,
         count(*) over (partition by meter_id, reading_ts) as copies,
+        max(_loaded_at) over (partition by meter_id, reading_ts) as latest_loaded_at,
         case
             when min(consumption_kwh) over (partition by meter_id, reading_ts)
                  <> max(consumption_kwh) over (partition by meter_id, reading_ts)
@@ -65,5 +84,5 @@ select
     {{ dbt.datediff('reading_ts', 'ingested_at', 'second') }} as ingestion_lag_seconds,
     _interval_date,
     _interval_hour,
-    _loaded_at
+    latest_loaded_at as _loaded_at
 from timed
