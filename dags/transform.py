@@ -31,11 +31,13 @@ WAREHOUSE_MARTS = Asset("metrify://warehouse/marts")
 )
 def transform_dag():
     @task
-    def load_lake() -> dict:
-        """Load every lake interval that changed into the warehouse's raw schema."""
+    def load_lake(triggering_asset_events=None) -> dict:
+        """Load every lake interval that changed into the warehouse's raw schema (meter readings:
+        only the intervals the quality gate validated, when its asset event lists them)."""
         from metrify import warehouse
 
-        return warehouse.load_lake_for_transform()
+        validated = warehouse.validated_intervals(triggering_asset_events)
+        return warehouse.load_lake_for_transform(validated=validated)
 
     @task
     def load_registry() -> int:

@@ -71,6 +71,7 @@ class Source:
     ts_column: str
     hourly: bool = True
     leading_parts: tuple[str, ...] = ()  # partition keys before date= (operator=, source=)
+    partition_columns: tuple[tuple[str, str], ...] = ()  # (column, partition key) filled from the path if absent
 
     def lake_dir(self, root: ObjectStoragePath) -> ObjectStoragePath:
         return root / self.layer / self.dataset
@@ -94,14 +95,14 @@ SOURCES: dict[str, Source] = {
             ("available_capacity_mw", "float"), ("load_factor", "float"), ("frequency_hz", "float"),
             ("voltage_kv", "float"), ("grid_stability_score", "float"),
             ("renewable_percentage", "float"), ("region", "text"), ("ingested_at", "ts"),
-        ), ts_column="reading_ts", leading_parts=("operator",)),
+        ), ts_column="reading_ts", leading_parts=("operator",), partition_columns=(("operator_name", "operator"),)),
         Source("weather", "raw", "weather", (
             ("city", "text"), ("source", "text"), ("observed_at", "ts"),
             ("temperature_celsius", "float"), ("humidity_percent", "float"), ("pressure_hpa", "float"),
             ("wind_speed_ms", "float"), ("wind_direction_degrees", "float"),
             ("cloud_cover_percent", "float"), ("visibility_km", "float"),
             ("energy_demand_factor", "float"), ("ingested_at", "ts"),
-        ), ts_column="observed_at", leading_parts=("source",)),
+        ), ts_column="observed_at", leading_parts=("source",), partition_columns=(("source", "source"),)),
         Source("meter_anomalies", "anomalies", "meter_readings", (
             ("meter_id", "text"), ("reading_ts", "ts"), ("anomaly_type", "text"), ("severity", "text"),
             ("score", "float"), ("detector", "text"), ("details", "text"),
@@ -126,6 +127,14 @@ class Interval:
 
     def __str__(self) -> str:
         return f"date={self.day:%Y-%m-%d}" + ("" if self.hour is None else f"/hour={self.hour:02d}")
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        """`date=YYYY-MM-DD[/hour=HH]` (the lake partition path) -> Interval."""
+        match = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?", text.strip().strip("/"))
+        if not match:
+            raise ValueError(f"not an interval: {text!r} (expected date=YYYY-MM-DD or date=YYYY-MM-DD/hour=HH)")
+        return cls(Date.fromisoformat(match.group(1)), int(match.group(2)) if match.group(2) else None)
 
 
 @dataclass
@@ -218,8 +227,11 @@ def ensure_duckdb_tables(conn: duckdb.DuckDBPyConnection) -> None:
 
 def _select_list(source: Source, available: set[str]) -> str:
     exprs = []
+    from_path = dict(source.partition_columns)
     for name, kind in source.columns:
-        if name not in available:
+        if name not in available and name in from_path:
+            exprs.append(f"regexp_extract(filename, '{from_path[name]}=([^/]+)', 1) AS \"{name}\"")
+        elif name not in available:
             exprs.append(f"CAST(NULL AS {TYPES[kind][0]}) AS \"{name}\"")
         elif kind == "ts":
             # tz-aware Parquet timestamps become naive UTC; naive ones are taken as UTC
@@ -299,12 +311,17 @@ def load_interval(table: str, day: Date | str, hour: int | None = None, *,
 
 def sync(tables: Iterable[str] | None = None, *, settings: Settings | None = None,
          root: ObjectStoragePath | None = None, days: Iterable[Date] | None = None,
+         intervals: dict[str, Iterable[Interval]] | None = None,
          conn: duckdb.DuckDBPyConnection | None = None) -> SyncReport:
     """Load every interval whose files changed since it was last loaded (new, rewritten or gone).
 
-    Work grows with the new data, not with the history: unchanged intervals cost one listing.
+    `intervals` restricts a table to the given intervals (e.g. the ones the quality gate
+    validated). Work grows with the new data, not with the history: unchanged intervals cost
+    one listing.
     """
     root = root if root is not None else lake.lake_root(settings)
+    days = None if days is None else set(days)
+    only = {name: set(values) for name, values in (intervals or {}).items()}
     report = SyncReport()
     with _duckdb(conn, settings) as db:
         ensure_duckdb_tables(db)
@@ -314,9 +331,12 @@ def sync(tables: Iterable[str] | None = None, *, settings: Settings | None = Non
                 (d, h): fp for d, h, fp in db.execute(
                     "SELECT interval_date, interval_hour, fingerprint FROM raw._load_log WHERE source = ?",
                     [source.table]).fetchall()
-                if days is None or d in set(days)
+                if days is None or d in days
             }
             present = partitions(source, root, days=days)
+            if name in only:
+                present = {k: v for k, v in present.items() if k in only[name]}
+                known = {k: v for k, v in known.items() if Interval(*k) in only[name]}
             for interval, files in present.items():
                 fingerprint = _fingerprint(root, files)
                 if known.pop((interval.day, interval.hour), None) == fingerprint:
@@ -657,12 +677,35 @@ def warehouse_target() -> str:
     return target()
 
 
-def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settings | None = None
-                            ) -> dict[str, Any]:
+VALIDATED_READINGS_URI = "metrify://lake/validated/meter_readings"
+
+
+def validated_intervals(triggering_asset_events: Any) -> list[Interval] | None:
+    """Meter-reading intervals the quality gate passed, from the `extra["intervals"]` of the
+    `metrify://lake/validated/meter_readings` events that triggered the run (None: no event
+    says, so every changed interval is loaded)."""
+    if not triggering_asset_events:
+        return None
+    found: list[Interval] = []
+    said = False
+    for asset, events in dict(triggering_asset_events).items():
+        if getattr(asset, "uri", getattr(asset, "name", str(asset))) != VALIDATED_READINGS_URI:
+            continue
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if "intervals" in extra:
+                said = True
+                found.extend(Interval.parse(text) for text in extra["intervals"])
+    return sorted(set(found)) if said else None
+
+
+def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settings | None = None,
+                            validated: Iterable[Interval] | None = None) -> dict[str, Any]:
     """Load what changed in the lake into the warehouse's raw schema; returns a summary.
 
-    DuckDB: every interval whose files changed (all days, or `days`). Snowflake: the intervals
-    of `days` (required there: COPY INTO from the lake stage, each interval replaced).
+    DuckDB: every interval whose files changed (all days, or `days`); meter readings only for
+    the `validated` intervals when given. Snowflake: the intervals of `days` (required there:
+    COPY INTO from the lake stage, each interval replaced).
     """
     if warehouse_target() == "snowflake":
         if days is None:
@@ -672,7 +715,8 @@ def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settin
         with SnowflakeHook(snowflake_conn_id="snowflake_default").get_conn() as conn:
             report = sync_snowflake(conn.cursor(), lake.lake_root(settings), days=list(days))
     else:
-        report = sync(settings=settings, days=list(days) if days is not None else None)
+        report = sync(settings=settings, days=list(days) if days is not None else None,
+                      intervals=None if validated is None else {"meter_readings": list(validated)})
     summary = {"intervals_loaded": len(report.loaded), "intervals_unchanged": report.unchanged,
                "rows_loaded": report.rows,
                "by_table": {t: sum(r.rows for r in report.loaded if r.table == t) for t in SOURCES}}

@@ -65,3 +65,60 @@ def test_warehouse_target_is_validated(monkeypatch):
     assert transform.target() == "snowflake" and transform.max_active_tasks() == 8
     monkeypatch.delenv("METRIFY_WAREHOUSE_TARGET")
     assert transform.target() == "duckdb" and transform.max_active_tasks() == 1
+
+
+def test_interval_parse_round_trip():
+    interval = warehouse.Interval.parse("date=2026-11-22/hour=05")
+    assert interval == warehouse.Interval(date(2026, 11, 22), 5) and str(interval) == "date=2026-11-22/hour=05"
+    assert warehouse.Interval.parse("date=2026-11-22") == warehouse.Interval(date(2026, 11, 22))
+    with pytest.raises(ValueError, match="not an interval: '2026-11-22'"):
+        warehouse.Interval.parse("2026-11-22")
+
+
+class _Asset:
+    def __init__(self, uri):
+        self.uri = uri
+
+
+class _Event:
+    def __init__(self, extra):
+        self.extra = extra
+
+
+def test_validated_intervals_come_from_the_gate_events():
+    gate, grid = _Asset(warehouse.VALIDATED_READINGS_URI), _Asset("metrify://lake/raw/grid_status")
+    events = {gate: [_Event({"intervals": ["date=2026-11-22/hour=06", "date=2026-11-22/hour=05"]}),
+                     _Event({"intervals": ["date=2026-11-22/hour=05"]})],
+              grid: [_Event({"intervals": ["date=2026-11-22/hour=07"]})]}
+    assert warehouse.validated_intervals(events) == [warehouse.Interval(date(2026, 11, 22), 5),
+                                                     warehouse.Interval(date(2026, 11, 22), 6)]
+    assert warehouse.validated_intervals({gate: [_Event({})]}) is None  # the gate did not say: load all
+    assert warehouse.validated_intervals(None) is None
+
+
+def test_sync_loads_only_validated_intervals_and_fills_partition_columns(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
+    monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
+    monkeypatch.delenv("METRIFY_WAREHOUSE_PATH", raising=False)
+    root = lake.lake_root()
+    from datetime import datetime, timezone
+
+    for hour in (5, 6):
+        ts = datetime(2026, 11, 22, hour, 15, tzinfo=timezone.utc)
+        table = pa.table({"meter_id": ["M1"], "reading_ts": pa.array([ts], pa.timestamp("us", tz="UTC")),
+                          "consumption_kwh": [0.1]})
+        lake.write_parquet(table, lake.partition_path(root, "raw", "meter_readings", date="2026-11-22",
+                                                      hour=f"{hour:02d}") / "a.parquet")
+    weather = pa.table({"city": ["Berlin"], "observed_at": pa.array([datetime(2026, 11, 22, 5, tzinfo=timezone.utc)],
+                                                                    pa.timestamp("us", tz="UTC")),
+                        "temperature_celsius": [4.5]})
+    lake.write_parquet(weather, lake.partition_path(root, "raw", "weather", source="dwd", date="2026-11-22",
+                                                    hour="05") / "b.parquet")
+    report = warehouse.sync(intervals={"meter_readings": [warehouse.Interval(date(2026, 11, 22), 6)]})
+    assert sorted((r.table, r.interval) for r in report.loaded) == [
+        ("meter_readings", "date=2026-11-22/hour=06"), ("weather", "date=2026-11-22/hour=05")]
+    with warehouse.connect_duckdb() as conn:
+        assert conn.execute("select source, city, humidity_percent from raw.weather").fetchall() == [("dwd", "Berlin", None)]
+        assert conn.execute("select count(*) from raw.meter_readings").fetchone()[0] == 1
