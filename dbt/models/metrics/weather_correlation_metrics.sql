@@ -1,5 +1,5 @@
 -- Consumption against temperature per business day and region: totals, degree days and the
--- Pearson correlation of hourly regional consumption with hourly temperature.
+-- Pearson correlation of hourly regional consumption with hourly temperature (null when undefined).
 with hourly as (
     select
         business_date,
@@ -26,6 +26,11 @@ select
     greatest(15 - avg(temperature_celsius), 0) as heating_degree_days,
     avg(energy_demand_factor) as avg_energy_demand_factor,
     count(temperature_celsius) as hours_with_weather,
-    corr(consumption_kwh, temperature_celsius) as consumption_temperature_correlation
+    -- undefined (null) with fewer than 3 hours or a constant series; never NaN
+    case
+        when count(temperature_celsius) >= 3
+             and stddev_pop(temperature_celsius) > 0 and stddev_pop(consumption_kwh) > 0
+            then corr(consumption_kwh, temperature_celsius)
+    end as consumption_temperature_correlation
 from hourly
 group by business_date, region
