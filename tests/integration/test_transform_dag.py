@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import warehouse_data as wd
+from warehouse_data import metrify_home  # noqa: F401 (fixture)
 from metrify import airflow_env, lake, warehouse
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import warehouse_data as wd
+from warehouse_data import metrify_home  # noqa: F401 (fixture)
 from metrify import lake, warehouse
 
 TABLES = [

@@ -3,12 +3,14 @@ status, weather and anomalies in the lake layouts, written with `metrify.lake`."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from metrify import lake, readings
 from metrify.geography import CITIES, TSOS
@@ -146,3 +148,19 @@ def expected_hourly(frame: pd.DataFrame) -> pd.DataFrame:
     hour = (pd.to_datetime(data["reading_ts"], utc=True) - pd.Timedelta(minutes=15)).dt.floor("h")
     return data.groupby(hour.dt.tz_localize(None)).agg(readings=("meter_id", "size"),
                                                         consumption_kwh=("consumption_kwh", "sum"))
+
+
+@pytest.fixture(scope="module")
+def metrify_home(tmp_path_factory):
+    """A private METRIFY_HOME (lake, warehouse, postgres) for one test module."""
+    home = tmp_path_factory.mktemp("metrify")
+    saved = {k: os.environ.get(k) for k in ("METRIFY_HOME", "METRIFY_LAKE_URL", "METRIFY_WAREHOUSE_PATH")}
+    os.environ["METRIFY_HOME"] = str(home)
+    os.environ.pop("METRIFY_LAKE_URL", None)
+    os.environ.pop("METRIFY_WAREHOUSE_PATH", None)
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
