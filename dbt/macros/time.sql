@@ -1,0 +1,31 @@
+{#- Cross-database time helpers (DuckDB and Snowflake). Timestamps are naive UTC. -#}
+
+{% macro to_local(column) -%}
+    {{ return(adapter.dispatch('to_local', 'metrify')(column)) }}
+{%- endmacro %}
+
+{% macro default__to_local(column) -%}
+    convert_timezone('UTC', '{{ var("business_timezone") }}', {{ column }})
+{%- endmacro %}
+
+{% macro duckdb__to_local(column) -%}
+    timezone('{{ var("business_timezone") }}', timezone('UTC', {{ column }}))
+{%- endmacro %}
+
+{% macro iso_day_of_week(column) -%}
+    {{ return(adapter.dispatch('iso_day_of_week', 'metrify')(column)) }}
+{%- endmacro %}
+
+{% macro default__iso_day_of_week(column) -%}dayofweekiso({{ column }}){%- endmacro %}
+
+{% macro duckdb__iso_day_of_week(column) -%}isodow({{ column }}){%- endmacro %}
+
+{#- The start of the 15-minute interval a reading closes (reading_ts is the interval's end). -#}
+{% macro interval_start(column) -%}
+    {{ dbt.dateadd('minute', -15, column) }}
+{%- endmacro %}
+
+{#- The UTC hour a reading belongs to: the hour its interval starts in. -#}
+{% macro reading_hour(column) -%}
+    date_trunc('hour', {{ metrify.interval_start(column) }})
+{%- endmacro %}

@@ -1,0 +1,104 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key=['hour_start', 'region', 'grid_operator'],
+        on_schema_change='fail',
+        tmp_relation_type=('transient' if target.type == 'snowflake' else none)
+    )
+}}
+-- Meter, grid and weather joined per UTC hour and region (federal state) / grid operator.
+-- Incremental like the hourly fact: recomputes the hours its inputs changed in.
+
+{% if is_incremental() %}
+with watermark as (
+    select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) as loaded_at from {{ this }}
+),
+
+affected_hours as (
+    select hour_start from {{ ref('fct_meter_readings_hourly') }} where _loaded_at > (select loaded_at from watermark)
+    union
+    select hour_start from {{ ref('fct_grid_status') }} where _loaded_at > (select loaded_at from watermark)
+    union
+    select hour_start from {{ ref('fct_weather_hourly') }} where _loaded_at > (select loaded_at from watermark)
+),
+
+meter_hours as (
+{% else %}
+with meter_hours as (
+{% endif %}
+    select f.*, d.region, d.grid_operator, d.load_profile
+    from {{ ref('fct_meter_readings_hourly') }} as f
+    join {{ ref('dim_meters') }} as d on d.meter_id = f.meter_id
+    {% if is_incremental() %}
+    where f.hour_start in (select hour_start from affected_hours)
+    {% endif %}
+),
+
+consumption as (
+    select
+        hour_start,
+        region,
+        grid_operator,
+        min(business_date) as business_date,
+        count(distinct meter_id) as meters_reporting,
+        sum(reading_count) as reading_count,
+        sum(consumption_kwh) as consumption_kwh,
+        sum(export_kwh) as export_kwh,
+        sum(net_kwh) as net_kwh,
+        avg(consumption_kwh) as avg_consumption_kwh_per_meter,
+        sum(case when is_complete then 1 else 0 end) * 1.0 / count(*) as complete_share,
+        sum(case when quality_tier = 'gold' then 1 else 0 end) * 1.0 / count(*) as gold_share,
+        sum(flagged_readings) as flagged_readings,
+        max(_loaded_at) as _loaded_at
+    from meter_hours
+    group by hour_start, region, grid_operator
+),
+
+weather as (
+    select
+        hour_start,
+        region,
+        avg(avg_temperature_celsius) as avg_temperature_celsius,
+        avg(avg_humidity_percent) as avg_humidity_percent,
+        avg(avg_apparent_temperature_celsius) as avg_apparent_temperature_celsius,
+        avg(avg_energy_demand_factor) as avg_energy_demand_factor,
+        max(_loaded_at) as _loaded_at
+    from {{ ref('fct_weather_hourly') }}
+    group by hour_start, region
+)
+
+select
+    c.hour_start,
+    c.region,
+    c.grid_operator,
+    c.business_date,
+    c.meters_reporting,
+    c.reading_count,
+    c.consumption_kwh,
+    c.export_kwh,
+    c.net_kwh,
+    c.avg_consumption_kwh_per_meter,
+    c.complete_share,
+    c.gold_share,
+    c.flagged_readings,
+    case
+        when c.gold_share >= 0.95 then 'gold'
+        when c.complete_share >= 0.8 then 'silver'
+        else 'bronze'
+    end as quality_tier,
+    g.avg_load_factor as grid_load_factor,
+    g.avg_frequency_hz as grid_frequency_hz,
+    g.max_frequency_deviation_hz as grid_max_frequency_deviation_hz,
+    g.avg_stability_score as grid_stability_score,
+    g.avg_renewable_percentage as grid_renewable_percentage,
+    w.avg_temperature_celsius,
+    w.avg_humidity_percent,
+    w.avg_apparent_temperature_celsius,
+    w.avg_energy_demand_factor,
+    greatest(c._loaded_at, coalesce(g._loaded_at, c._loaded_at), coalesce(w._loaded_at, c._loaded_at)) as _loaded_at
+from consumption as c
+left join {{ ref('fct_grid_status') }} as g
+    on g.operator_name = c.grid_operator and g.hour_start = c.hour_start
+left join weather as w
+    on w.region = c.region and w.hour_start = c.hour_start

@@ -1,0 +1,38 @@
+-- Quality tier per meter and business day, from completeness, plausibility flags and
+-- conflicting duplicates of its readings.
+with days as (
+    select
+        meter_id,
+        business_date,
+        sum(reading_count) as reading_count,
+        count(*) as hours,
+        sum(case when is_complete then 1 else 0 end) as complete_hours,
+        sum(flagged_readings) as flagged_readings,
+        sum(conflicting_readings) as conflicting_readings
+    from {{ ref('fct_meter_readings_hourly') }}
+    group by meter_id, business_date
+),
+
+scored as (
+    select
+        *,
+        (complete_hours * 1.0 / hours)
+            * greatest(1 - (flagged_readings + conflicting_readings) * 1.0 / nullif(reading_count, 0), 0) as quality_score
+    from days
+)
+
+select
+    meter_id,
+    business_date,
+    reading_count,
+    hours,
+    complete_hours,
+    flagged_readings,
+    conflicting_readings,
+    quality_score,
+    case
+        when quality_score >= 0.99 then 'gold'
+        when quality_score >= 0.9 then 'silver'
+        else 'bronze'
+    end as quality_tier
+from scored
