@@ -16,17 +16,26 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	@$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-run: $(BIN)/.installed
+MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v '^dbt/target/')
+
+# Cosmos renders the dbt DAGs from this manifest; `dbt parse` writes it (never at DAG parse time).
+$(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
+	@echo "==> dbt parse (Cosmos renders the warehouse DAGs from dbt/target/manifest.json)"
+	@$(BIN)/python -c "from metrify.warehouse import build_manifest; build_manifest()"
+
+run: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify run
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m metrify.bench --output bench-results/ingest.json
 	@$(BIN)/python -m metrify.bench_quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
+	@$(BIN)/python -m metrify.bench_warehouse --meters 1000
 
-up: $(BIN)/.installed
+up: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify up
 
 down: $(BIN)/.installed

@@ -2,6 +2,9 @@
 
 Runs whenever ingestion or the quality gate updates an asset. Each dbt model is a task group
 (run, then its tests) rendered by Cosmos from the dbt manifest, so one model can be retried.
+
+On failure: a failed dbt model or test is one task; read its log, fix, clear that task only
+(RUNBOOK.md, section *Warehouse load failed*).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from airflow.sdk import Asset, dag, task
 from cosmos import DbtTaskGroup
 
 from metrify import transform
+from metrify.dag_defaults import deadline, default_args
 
 VALIDATED_READINGS = Asset("metrify://lake/validated/meter_readings")
 GRID_STATUS = Asset("metrify://lake/raw/grid_status")
@@ -25,8 +29,9 @@ WAREHOUSE_MARTS = Asset("metrify://warehouse/marts")
     catchup=False,
     max_active_runs=1,
     max_active_tasks=transform.max_active_tasks(),
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
-    tags=["warehouse", "dbt", "cosmos"],
+    default_args=default_args(execution_timeout=timedelta(minutes=30), retry_delay=timedelta(seconds=30)),
+    deadline=deadline(timedelta(minutes=60), "transform"),
+    tags=["metrify", "warehouse", "dbt", "cosmos"],
     doc_md=__doc__,
 )
 def transform_dag():

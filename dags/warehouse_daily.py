@@ -2,6 +2,9 @@
 build the whole dbt project including the daily metrics. Backfilling this DAG over a date range
 (UI, or `airflow backfill create --dag-id warehouse_daily --from-date ... --to-date ...`)
 rebuilds those days identically.
+
+On failure: a failed dbt model or test is one task; read its log, fix, clear that task only
+(RUNBOOK.md, section *Warehouse load failed*).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from airflow.sdk import Asset, dag, task
 from cosmos import DbtTaskGroup
 
 from metrify import transform
+from metrify.dag_defaults import deadline, default_args
 
 WAREHOUSE_METRICS = Asset("metrify://warehouse/metrics")
 
@@ -24,8 +28,9 @@ WAREHOUSE_METRICS = Asset("metrify://warehouse/metrics")
     catchup=False,
     max_active_runs=1,
     max_active_tasks=transform.max_active_tasks(),
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=1)},
-    tags=["warehouse", "dbt", "cosmos", "metrics"],
+    default_args=default_args(execution_timeout=timedelta(minutes=60), retry_delay=timedelta(minutes=1)),
+    deadline=deadline(timedelta(minutes=120), "warehouse_daily"),
+    tags=["metrify", "warehouse", "dbt", "cosmos", "metrics"],
     doc_md=__doc__,
 )
 def warehouse_daily():

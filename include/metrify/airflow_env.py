@@ -30,6 +30,11 @@ def connections(settings: Settings) -> dict[str, dict[str, Any]]:
     running_fakes = read_fakes(settings.home)
     if running_fakes:
         conns.update(running_fakes["connections"])
+    from metrify import warehouse
+
+    conns.update(warehouse.embedded_connections(settings))  # the local DuckDB warehouse for Cosmos
+    if (settings.home / "postgres" / "postmaster.pid").exists():  # the embedded meter registry
+        conns["postgres_default"] = warehouse.registry_connection(warehouse.start_registry_db(settings))
     return conns
 
 

@@ -143,12 +143,33 @@ def run_api_dags(settings: Settings, options: Any) -> None:
             run_dag(dag_id, settings, extra_connections=fakes.connections, extra_args=("-c", conf))
 
 
+def run_warehouse(settings: Settings, options: Any) -> None:
+    """Seed the meter registry, run `transform` and `warehouse_daily`, reconcile with the lake."""
+    import pandas as pd
+
+    from metrify import warehouse
+
+    if not warehouse.manifest_path().exists():
+        warehouse.build_manifest(settings)
+    warehouse.seed_registry(pd.read_parquet(settings.simulator_dir / "meter_registry.parquet"), settings)
+    run_dag("transform", settings)
+    run_dag("warehouse_daily", settings, extra_args=(f"{options.start:%Y-%m-%d}",))
+    tables = warehouse.summary(settings)
+    for layer in ("staging", "marts", "metrics"):
+        built = {name.split(".", 1)[1]: rows for name, rows in tables.items() if name.startswith(f"{layer}.")}
+        _say(f"      {layer + ':':<9} " + ", ".join(f"{name} {rows:,}" for name, rows in built.items()))
+    problems = warehouse.reconcile(settings)
+    _say(f"      facts vs lake (count and kWh per hour): {'OK' if not problems else f'{len(problems)} MISMATCHES'}")
+    if problems:
+        raise SystemExit(f"warehouse reconciliation failed: {problems[:3]}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from metrify.airflow_env import ensure_db
 
     settings = load_settings()
     begun = time.monotonic()
-    _say(f"[1/6] embedded Kafka broker")
+    _say(f"[1/7] embedded Kafka broker")
     fresh = kafka.read_broker(settings) is None
     info = kafka.up(settings)
     _say(f"      listening on {info['bootstrap']} (pid {info['pid']}; stop with `metrify kafka down`)")
@@ -160,21 +181,21 @@ def cmd_run(args: argparse.Namespace) -> None:
     before = lake_summary(settings)
 
     options = _simulation_options(args)
-    _say(f"[2/6] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
+    _say(f"[2/7] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
          f"{options.end:%Y-%m-%d %H:%M} UTC (seed {options.seed}) into topic {settings.meter_topic!r}")
     counts = simulate_and_produce(settings, options)
     _say(f"      produced {counts['messages']:,} messages: {counts['readings']:,} readings, "
          f"{counts['poison_messages']} poison, {counts['exact_duplicates']} duplicates, {counts['late']} late, "
          f"{counts['anomaly_labels']} labelled anomalous readings")
 
-    _say("[3/6] Airflow metadata database (SQLite, first run ~30 s)")
+    _say("[3/7] Airflow metadata database (SQLite, first run ~30 s)")
     ensure_db(settings)
 
-    _say("[4/6] running DAG ingest_meter_readings")
+    _say("[4/7] running DAG ingest_meter_readings")
     run_dag("ingest_meter_readings", settings)
     run_api_dags(settings, options)
 
-    _say("[5/6] quality gates and anomaly detection")
+    _say("[5/7] quality gates and anomaly detection")
     blocked = []
     for dag_id in ("quality_meter_readings", "quality_sources"):
         try:
@@ -191,7 +212,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     _say(f"      meter-day quality tiers:    {quality['meter_day_tiers']}")
     _say(f"      Great Expectations Data Docs: {quality['data_docs']}")
 
-    _say("[6/6] summary")
+    _say("[6/7] warehouse: dbt models rendered by Cosmos (DuckDB at .metrify/warehouse.duckdb)")
+    run_warehouse(settings, options)
+
+    _say("[7/7] summary")
     after = lake_summary(settings)
     landed = (after["raw_rows"] - before["raw_rows"]) + (after["quarantined_rows"] - before["quarantined_rows"])
     ok = landed == counts["messages"]

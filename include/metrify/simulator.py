@@ -55,6 +55,7 @@ class SimulationOptions:
     late_rate: float = 0.0  # share of readings delivered after everything else
     out_of_order_rate: float = 0.0  # share of readings swapped with a later one of the same meter
     duplicate_rate: float = 0.0  # share of readings sent twice, identically
+    registry_seed: int | None = None  # a fixed fleet across windows (the live feed); default: `seed`
 
 
 @dataclass
@@ -173,13 +174,14 @@ def grid_frequency(ts_utc: pd.DatetimeIndex, seed: int) -> np.ndarray:
 
 def simulate(options: SimulationOptions) -> Simulation:
     rng = np.random.default_rng(options.seed)
+    fleet_rng = rng if options.registry_seed is None else np.random.default_rng(options.registry_seed)
     start = pd.Timestamp(options.start).tz_convert("UTC") if pd.Timestamp(options.start).tzinfo else pd.Timestamp(options.start, tz="UTC")
     end = pd.Timestamp(options.end).tz_convert("UTC") if options.end and pd.Timestamp(options.end).tzinfo else (
         pd.Timestamp(options.end, tz="UTC") if options.end else start + pd.Timedelta(days=1))
     start, end = start.floor("15min"), end.floor("15min")
     if end <= start:
         raise ValueError(f"simulation window is empty: start {start} is not before end {end}")
-    registry = build_registry(options.meters, rng)
+    registry = build_registry(options.meters, fleet_rng)
     starts = pd.date_range(start, end - pd.Timedelta(INTERVAL), freq="15min")
     reading_ts = starts + pd.Timedelta(INTERVAL)
     n_meters, n_ts = len(registry), len(starts)

@@ -28,6 +28,7 @@ from metrify.settings import Settings, load_settings
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERS = "admin:admin,operator:op,viewer:viewer"
+FLEET_SEED = 42  # the live feed's meters are the same fleet in every window
 
 
 def stack_dir(settings: Settings) -> Path:
@@ -125,6 +126,16 @@ def start_fakes(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
     raise RuntimeError(f"the fake APIs did not start; see {stack_dir(settings) / 'fakes.log'}")
 
 
+def seed_fleet_registry(settings: Settings, meters: int) -> None:
+    """The live feed's meter registry in the embedded PostgreSQL (`postgres_default`)."""
+    import numpy as np
+
+    from metrify.simulator import build_registry
+    from metrify.warehouse import seed_registry
+
+    seed_registry(build_registry(meters, np.random.default_rng(FLEET_SEED)), settings)
+
+
 def wait_healthy(timeout: float = 180.0) -> dict[str, Any]:
     """Poll the API server's health endpoint until metadatabase and scheduler are healthy."""
     deadline = time.monotonic() + timeout
@@ -155,6 +166,7 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
     info = kafka.up(settings)
     ensure_db(settings)
     start_fakes(settings)
+    seed_fleet_registry(settings, meters)
     env = stack_environment(settings)
     if feed:
         start("feed", [sys.executable, "-m", "metrify.stack", "feed", str(meters)], env, settings)
@@ -169,6 +181,11 @@ def down(settings: Settings | None = None) -> list[str]:
     stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS, "fakes") if stop(name, settings)]
     if kafka.down(settings):
         stopped.append("kafka")
+    from metrify.warehouse import stop_registry_db
+
+    if (settings.home / "postgres" / "postmaster.pid").exists():
+        stop_registry_db(settings)
+        stopped.append("postgres")
     return stopped
 
 
@@ -183,7 +200,7 @@ def feed(meters: int, poll_seconds: float = 20.0, history: timedelta = timedelta
         now = _floor(datetime.now(timezone.utc))
         if now > published:
             # Seeded by the window so a restarted feed re-sends identical readings.
-            sim = simulate(SimulationOptions(meters=meters, start=published, end=now,
+            sim = simulate(SimulationOptions(meters=meters, start=published, end=now, registry_seed=FLEET_SEED,
                                              seed=int(published.timestamp()) // 900))
             produce(sim.keys, sim.values, settings.meter_topic, config)
             print(f"{datetime.now(timezone.utc):%H:%M:%S} published {len(sim.values)} messages for "

@@ -486,6 +486,7 @@ def start_registry_db(settings: Settings | None = None) -> str:
     """
     import pgserver
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     settings = settings or load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(settings.home / "postgres", cleanup_mode=None)

@@ -13,7 +13,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from metrify import kafka
 
-EXPECTED_DAGS = ("ingest_meter_readings", "ingest_grid_status", "ingest_weather")
+EXPECTED_DAGS = ("ingest_meter_readings", "ingest_grid_status", "ingest_weather", "quality_meter_readings",
+                 "quality_sources", "transform", "warehouse_daily")
 pytestmark = pytest.mark.browser
 
 
@@ -100,6 +101,30 @@ def test_trigger_ingestion_from_the_ui_and_watch_it_succeed(stack, browser, scre
     browser.get(f"{stack['url']}/dags/ingest_meter_readings/runs/{quote(run['dag_run_id'])}")
     wait_for_text(browser, "reconcile")
     wait_for_text(browser, "success")
+    screenshot()
+
+
+def test_backfill_the_daily_warehouse_build_from_the_ui(stack, browser, screenshot) -> None:
+    """`transform` runs on asset updates (nothing to backfill by date); its daily sibling
+    `warehouse_daily` rebuilds whole days and is what a backfill over a date range runs."""
+    session = api(stack)
+    known = {r["dag_run_id"] for r in runs(session, stack, "warehouse_daily")}
+    login(browser, stack)
+    start_backfill_from_ui(browser, stack, "warehouse_daily", "2026/11/20 00:00", "2026/11/20 23:59")
+    wait_for_text(browser, "Backfill")
+    backfills = session.get(f"{stack['url']}/api/v2/backfills", params={"dag_id": "warehouse_daily"}, timeout=10)
+    backfills.raise_for_status()
+    assert backfills.json()["total_entries"] == 1, backfills.json()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        new = [r for r in runs(session, stack, "warehouse_daily") if r["dag_run_id"] not in known]
+        if new and all(r["state"] in {"success", "failed"} for r in new):
+            break
+        time.sleep(5)
+    assert new and {r["run_type"] for r in new} == {"backfill"}, new
+    assert all(r["state"] == "success" for r in new), new
+    browser.get(f"{stack['url']}/dags/warehouse_daily/runs")
+    wait_for_text(browser, "backfill")
     screenshot()
 
 

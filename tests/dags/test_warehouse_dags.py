@@ -57,7 +57,7 @@ def test_dag_parses_fast_without_errors(dagbag, name, dag_id):
     assert seconds < 1.0, f"{name} parsed in {seconds:.2f}s"
     assert dag.tags and dag.doc_md
     for t in dag.tasks:
-        assert t.owner == "data-platform" and t.retries >= 1, t.task_id
+        assert t.owner == "metrify-data-eng" and t.retries >= 1, t.task_id
 
 
 def test_transform_renders_each_model_with_its_tests(dagbag):
