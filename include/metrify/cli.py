@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings()
     begun = time.monotonic()
-    _say(f"[1/7] embedded Kafka broker")
+    _say("[1/7] embedded Kafka broker")
     fresh = kafka.read_broker(settings) is None
     info = kafka.up(settings)
     _say(f"      listening on {info['bootstrap']} (pid {info['pid']}; stop with `metrify kafka down`)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from metrify.processes import alive, spawn, terminate
 from metrify.settings import Settings, load_settings
 
 BROKER_FILE = "broker.json"
@@ -55,25 +55,10 @@ def read_broker(settings: Settings | None = None) -> dict[str, Any] | None:
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    if not _alive(info["pid"]):
+    if not alive(info["pid"]):
         path.unlink(missing_ok=True)
         return None
     return info
-
-
-def _alive(pid: int) -> bool:
-    try:  # reap it if it is our own exited child (a zombie still answers kill 0)
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(settings: Settings | None = None, brokers: int = 1) -> None:
@@ -110,12 +95,8 @@ def up(settings: Settings | None = None, timeout: float = 30.0) -> dict[str, Any
     if running:
         return running
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
-    log = open(settings.kafka_dir / "broker.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metrify.kafka", "serve"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, "METRIFY_HOME": str(settings.home)},
-    )
+    process = spawn([sys.executable, "-m", "metrify.kafka", "serve"], settings.kafka_dir / "broker.log",
+                    env={**os.environ, "METRIFY_HOME": str(settings.home)})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_broker(settings)
@@ -137,12 +118,7 @@ def down(settings: Settings | None = None, timeout: float = 10.0) -> bool:
     info = read_broker(settings)
     if not info:
         return False
-    os.kill(info["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(info["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(info["pid"]):
-        os.kill(info["pid"], signal.SIGKILL)
+    terminate(info["pid"], timeout)
     broker_file(settings).unlink(missing_ok=True)
     return True
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -23,7 +21,8 @@ from typing import Any
 
 import requests
 
-from metrify import kafka
+from metrify import fakes, kafka
+from metrify.processes import alive, spawn, terminate
 from metrify.settings import Settings, load_settings
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -72,11 +71,9 @@ def start(name: str, argv: list[str], env: dict[str, str], settings: Settings) -
     folder = stack_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     pid_file = folder / f"{name}.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
-    log = open(folder / f"{name}.log", "ab")
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = spawn(argv, folder / f"{name}.log", env)
     pid_file.write_text(str(process.pid))
     return process.pid
 
@@ -87,43 +84,10 @@ def stop(name: str, settings: Settings, timeout: float = 20.0) -> bool:
         return False
     pid = int(pid_file.read_text())
     pid_file.unlink()
-    if not _alive(pid):
+    if not alive(pid):
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    terminate(pid, timeout, group=True)
     return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def start_fakes(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
-    """The fake grid and weather APIs in the background; their connections reach Airflow's env."""
-    from metrify.fakes import read_fakes
-
-    start("fakes", [sys.executable, "-m", "metrify.fakes", "serve", "--home", str(settings.home)],
-          dict(os.environ), settings)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = read_fakes(settings.home)
-        if running:
-            return running
-        time.sleep(0.2)
-    raise RuntimeError(f"the fake APIs did not start; see {stack_dir(settings) / 'fakes.log'}")
 
 
 def seed_fleet_registry(settings: Settings, meters: int) -> None:
@@ -165,7 +129,7 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
     settings = settings or load_settings()
     info = kafka.up(settings)
     ensure_db(settings)
-    start_fakes(settings)
+    fakes.up(settings.home)
     seed_fleet_registry(settings, meters)
     env = stack_environment(settings)
     if feed:
@@ -178,7 +142,9 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
 
 def down(settings: Settings | None = None) -> list[str]:
     settings = settings or load_settings()
-    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS, "fakes") if stop(name, settings)]
+    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS) if stop(name, settings)]
+    if fakes.down(settings.home):
+        stopped.append("fakes")
     if kafka.down(settings):
         stopped.append("kafka")
     from metrify.warehouse import stop_registry_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import warehouse_data as wd
-from warehouse_data import metrify_home  # noqa: F401 (fixture)
+from tests.integration import warehouse_data as wd
+from tests.integration.warehouse_data import metrify_home  # noqa: F401 (fixture)
 from metrify import airflow_env, lake, warehouse
 
 

@@ -9,8 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-import warehouse_data as wd
-from warehouse_data import metrify_home  # noqa: F401 (fixture)
+from tests.integration import warehouse_data as wd
+from tests.integration.warehouse_data import metrify_home  # noqa: F401 (fixture)
 from metrify import lake, warehouse
 
 fakesnow = pytest.importorskip("fakesnow", reason="fakesnow[server] is not installed")

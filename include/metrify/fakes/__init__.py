@@ -22,7 +22,6 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ import pandas as pd
 
 from metrify.fakes import models
 from metrify.geography import CITIES
+from metrify.processes import alive, spawn, terminate
 
 log = logging.getLogger(__name__)
 
@@ -655,13 +655,9 @@ def read_fakes(home: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
+    if not alive(info["pid"]):
         path.unlink(missing_ok=True)
         return None
-    except PermissionError:
-        pass
     return info
 
 
@@ -692,12 +688,10 @@ def up(home: Path, seed: int = 42, anchor: datetime | None = None, timeout: floa
     if running:
         return running
     state_file(home).parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(state_file(home).parent / "fakes.log", "ab")
     args = [sys.executable, "-m", "metrify.fakes", "serve", "--home", str(home), "--seed", str(seed)]
     if anchor:
         args += ["--anchor", anchor.isoformat()]
-    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = spawn(args, state_file(home).parent / "fakes.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_fakes(home)
@@ -715,13 +709,6 @@ def down(home: Path, timeout: float = 10.0) -> bool:
     info = read_fakes(home)
     if not info:
         return False
-    os.kill(info["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
+    terminate(info["pid"], timeout)
     state_file(home).unlink(missing_ok=True)
     return True
