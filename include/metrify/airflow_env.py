@@ -66,12 +66,26 @@ def airflow_command(*args: str) -> list[str]:
     return [str(BIN / "airflow"), *args]
 
 
+def command_environment(args: tuple[str, ...], settings: Settings | None = None,
+                        extra_connections: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """The environment for one `airflow` command.
+
+    `airflow dags test` fails on DAGs with deadlines in Airflow 3.3.2 (`DagRun.update_state`
+    looks the alerts up by id but `dags test` hands it their definitions), so its runs leave the
+    DeadlineAlerts out (`metrify.dag_defaults.deadline`); the scheduler keeps them.
+    """
+    env = environment(settings, extra_connections)
+    if args[:2] == ("dags", "test"):
+        env["METRIFY_DEADLINE_ALERTS"] = "off"
+    return env
+
+
 def airflow(*args: str, settings: Settings | None = None, check: bool = True,
             extra_connections: dict[str, dict[str, Any]] | None = None,
             capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the `airflow` CLI of this virtualenv with the local environment."""
     return subprocess.run(
-        airflow_command(*args), env=environment(settings, extra_connections), check=check,
+        airflow_command(*args), env=command_environment(args, settings, extra_connections), check=check,
         text=True, capture_output=capture,
     )
 
@@ -80,10 +94,14 @@ def ensure_db(settings: Settings | None = None) -> None:
     """Create or upgrade the local metadata database (a no-op when it is current)."""
     settings = settings or load_settings()
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    marker = settings.airflow_home / ".migrated"
+    marker = settings.airflow_home / ".migrated-v2"
     if marker.exists():
         return
     airflow("db", "migrate", settings=settings, capture=True)
+    from metrify.transform import WAREHOUSE_POOL
+
+    airflow("pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer: warehouse tasks queue here",
+            settings=settings, capture=True)
     marker.touch()
 
 
@@ -97,8 +115,9 @@ def dags_test(dag_id: str, log_path: Path, settings: Settings | None = None,
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log_file:
-        env = {**environment(settings, extra_connections), "METRIFY_DEADLINE_ALERTS": "off"}
-        code = subprocess.run(airflow_command("dags", "test", dag_id, *extra_args), env=env, stdout=log_file,
+        args = ("dags", "test", dag_id, *extra_args)
+        env = command_environment(args, settings, extra_connections)
+        code = subprocess.run(airflow_command(*args), env=env, stdout=log_file,
                               stderr=subprocess.STDOUT, text=True).returncode
     verdicts = re.findall(rf"Marking run <DagRun {re.escape(dag_id)} .*?> (successful|failed)",
                           log_path.read_text(errors="replace"))

@@ -34,10 +34,8 @@ def default_args(execution_timeout: timedelta = timedelta(minutes=30), **overrid
 def deadline(within: timedelta, dag_id: str) -> Any:
     """A DeadlineAlert: alert when a run has not finished `within` after it was queued.
 
-    `METRIFY_DEADLINE_ALERTS=off` leaves it out: `airflow dags test` (what `metrify run` and the
-    integration tests use) fails on DAGs with deadlines in Airflow 3.3.2 (`DagRun.update_state`
-    looks the alerts up by id, but `dags test` hands it the definitions), while the scheduler
-    (`make up`, production) handles them.
+    `METRIFY_DEADLINE_ALERTS=off` leaves it out: `metrify.airflow_env` sets it for
+    `airflow dags test`, which fails on DAGs with deadlines in Airflow 3.3.2.
     """
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 

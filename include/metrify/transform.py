@@ -93,7 +93,7 @@ HOURLY_TEST_WINDOW_HOURS = 48
 
 
 def operator_args(hourly: bool = False) -> dict[str, Any]:
-    """Arguments for every Cosmos task (a retry also covers a DuckDB file lock held by another DAG).
+    """Arguments for every Cosmos task.
 
     Hourly runs test the rows loaded in the last `HOURLY_TEST_WINDOW_HOURS` hours (dbt var
     `test_window_hours`), so their cost follows the new data; daily runs test everything.
@@ -102,6 +102,15 @@ def operator_args(hourly: bool = False) -> dict[str, Any]:
     if hourly:
         args["vars"] = {"test_window_hours": HOURLY_TEST_WINDOW_HOURS}
     return args
+
+
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+def pool() -> str:
+    """DuckDB allows one writing process: every warehouse task of every DAG queues in a one-slot
+    pool (created by `metrify.airflow_env.ensure_db`, and in airflow_settings.yaml)."""
+    return WAREHOUSE_POOL if target() == "duckdb" else "default_pool"
 
 
 def max_active_tasks() -> int:

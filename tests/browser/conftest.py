@@ -1,6 +1,6 @@
 """The local stack (`metrify up`) and a headless Chromium for the browser tests.
 
-One stack per session: Kafka, the simulator feed and Airflow's API server, scheduler, DAG
+One stack per module (its environment changes are undone when the module ends): Kafka, the simulator feed and Airflow's API server, scheduler, DAG
 processor and triggerer, on a free port, in a private METRIFY_HOME. Tasks get no retries here
 (METRIFY_TASK_RETRIES=0) so a failure drill fails at once. Screenshots are kept as artifacts in
 `test-artifacts/browser/`.
@@ -29,7 +29,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from metrify import stack as local_stack
     from metrify.settings import load_settings
@@ -56,7 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     require(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
             "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
