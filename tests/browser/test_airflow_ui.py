@@ -104,6 +104,7 @@ def test_trigger_ingestion_from_the_ui_and_watch_it_succeed(stack, browser, scre
     screenshot()
 
 
+@pytest.mark.timeout(1800)
 def test_backfill_the_daily_warehouse_build_from_the_ui(stack, browser, screenshot) -> None:
     """`transform` runs on asset updates (nothing to backfill by date); its daily sibling
     `warehouse_daily` rebuilds whole days and is what a backfill over a date range runs."""
