@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from metrify.processes import alive, spawn, terminate
+from metrify.processes import alive, spawn_until_published, terminate
 from metrify.settings import Settings, load_settings
 
 BROKER_FILE = "broker.json"
@@ -95,20 +95,10 @@ def up(settings: Settings | None = None, timeout: float = 30.0) -> dict[str, Any
     if running:
         return running
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
-    process = spawn([sys.executable, "-m", "metrify.kafka", "serve"], settings.kafka_dir / "broker.log",
-                    env={**os.environ, "METRIFY_HOME": str(settings.home)})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = read_broker(settings)
-        if info and info["pid"] == process.pid:
-            return info
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(
-        f"embedded Kafka broker did not start within {timeout:.0f} s; "
-        f"see {settings.kafka_dir / 'broker.log'}"
+    return spawn_until_published(
+        [sys.executable, "-m", "metrify.kafka", "serve"], settings.kafka_dir / "broker.log",
+        lambda: read_broker(settings), "embedded Kafka broker", timeout,
+        env={**os.environ, "METRIFY_HOME": str(settings.home)},
     )
 
 

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def alive(pid: int) -> bool:
@@ -31,6 +33,23 @@ def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) ->
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+
+
+def spawn_until_published(argv: list[str], log_path: Path, published: Callable[[], dict[str, Any] | None],
+                          what: str, timeout: float = 30.0, env: dict[str, str] | None = None
+                          ) -> dict[str, Any]:
+    """Start a service that publishes {pid, ...} when ready; wait for its own publication."""
+    process = spawn(argv, log_path, env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = published()
+        if info and info["pid"] == process.pid:
+            return info
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{what} did not start within {timeout:.0f} s; see {log_path}")
 
 
 def terminate(pid: int, timeout: float = 10.0, group: bool = False) -> None:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from metrify.fakes import models
 from metrify.geography import CITIES
-from metrify.processes import alive, spawn, terminate
+from metrify.processes import alive, spawn_until_published, terminate
 
 log = logging.getLogger(__name__)
 
@@ -691,17 +691,8 @@ def up(home: Path, seed: int = 42, anchor: datetime | None = None, timeout: floa
     args = [sys.executable, "-m", "metrify.fakes", "serve", "--home", str(home), "--seed", str(seed)]
     if anchor:
         args += ["--anchor", anchor.isoformat()]
-    process = spawn(args, state_file(home).parent / "fakes.log")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = read_fakes(home)
-        if info and info["pid"] == process.pid:
-            return info
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"fake APIs did not start within {timeout:.0f} s; see {state_file(home).parent / 'fakes.log'}")
+    return spawn_until_published(args, state_file(home).parent / "fakes.log", lambda: read_fakes(home),
+                                 "fake APIs", timeout)
 
 
 def down(home: Path, timeout: float = 10.0) -> bool:
