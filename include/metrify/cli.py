@@ -223,7 +223,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     _say(f"  reconciliation: {counts['messages']:,} messages produced = "
          f"{after['raw_rows'] - before['raw_rows']:,} raw rows + "
          f"{after['quarantined_rows'] - before['quarantined_rows']:,} quarantined  ->  {'OK' if ok else 'MISMATCH'}")
-    _say(f"  done in {time.monotonic() - begun:.0f} s. Kafka is still running; `metrify kafka down` stops it.")
+    _say(f"  done in {time.monotonic() - begun:.0f} s. Kafka and the registry PostgreSQL keep running for the "
+         "next run; `make down` stops them.")
     if not ok:
         raise SystemExit("reconciliation failed: see the DAG log above and RUNBOOK.md")
     if blocked:
