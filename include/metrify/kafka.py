@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from metrify.processes import alive, spawn_until_published, terminate
+from metrify.processes import read_published, spawn_until_published, terminate
 from metrify.settings import Settings, load_settings
 
 BROKER_FILE = "broker.json"
@@ -51,14 +51,7 @@ def broker_file(settings: Settings | None = None) -> Path:
 
 def read_broker(settings: Settings | None = None) -> dict[str, Any] | None:
     """The running embedded broker's {bootstrap, pid}, or None if none is running."""
-    path = broker_file(settings)
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text())
-    if not alive(info["pid"]):
-        path.unlink(missing_ok=True)
-        return None
-    return info
+    return read_published(broker_file(settings))
 
 
 def serve(settings: Settings | None = None, brokers: int = 1) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,17 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_published(path: Path) -> dict[str, Any] | None:
+    """A service's published {pid, ...} state file, or None (and the file removed) if it is gone."""
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if not alive(info["pid"]):
+        path.unlink(missing_ok=True)
+        return None
+    return info
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from metrify.fakes import models
 from metrify.geography import CITIES
-from metrify.processes import alive, spawn_until_published, terminate
+from metrify.processes import read_published, spawn_until_published, terminate
 
 log = logging.getLogger(__name__)
 
@@ -651,14 +651,7 @@ def state_file(home: Path) -> Path:
 
 def read_fakes(home: Path) -> dict[str, Any] | None:
     """The running fake-API process's {pid, connections}, or None if none is running."""
-    path = state_file(home)
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text())
-    if not alive(info["pid"]):
-        path.unlink(missing_ok=True)
-        return None
-    return info
+    return read_published(state_file(home))
 
 
 def serve(home: Path, seed: int = 42, anchor: datetime | None = None) -> None:
