@@ -79,6 +79,54 @@ def write_parquet(table: pa.Table, path: ObjectStoragePath, sync: bool = True) -
         pq.write_table(table, handle, **PARQUET_OPTIONS)
 
 
+class ParquetFile:
+    """A Parquet file written in row groups, that readers see only once it is `close()`d.
+
+    Local files are written beside the target and renamed over it on close; object stores
+    publish the upload when it completes. `discard()` drops an unfinished file.
+    """
+
+    def __init__(self, path: ObjectStoragePath, schema: pa.Schema, staging: ObjectStoragePath | None = None) -> None:
+        """`staging`: a local folder on the same filesystem for the unfinished file (default:
+        beside the target), so that a crash leaves no stray file among the data."""
+        self.path = path
+        if is_local(path):
+            os.makedirs(os.path.dirname(path.path), exist_ok=True)
+            folder = staging.path if staging is not None else os.path.dirname(path.path)
+            os.makedirs(folder, exist_ok=True)
+            self._tmp: str | None = os.path.join(folder, f"{os.path.basename(path.path)}.{uuid.uuid4().hex}.tmp")
+            self._handle: Any = open(self._tmp, "wb")
+        else:
+            self._tmp = None
+            self._handle = path.open("wb")
+        self._writer = pq.ParquetWriter(self._handle, schema, **PARQUET_OPTIONS)
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._handle.close()
+        if self._tmp is not None:
+            os.replace(self._tmp, self.path.path)
+
+    def discard(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._handle.close()
+            if self._tmp is not None and os.path.exists(self._tmp):
+                os.remove(self._tmp)
+
+
+def clear_staging(staging: ObjectStoragePath) -> None:
+    """Remove unfinished files a crashed writer left in a local staging folder."""
+    if is_local(staging) and os.path.isdir(staging.path):
+        for name in os.listdir(staging.path):
+            if name.endswith(".tmp"):
+                os.remove(os.path.join(staging.path, name))
+
+
 def sync(paths: list[ObjectStoragePath]) -> None:
     """Make written local files (and their renames) durable; object-store writes already are.
 

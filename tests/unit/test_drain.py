@@ -117,6 +117,7 @@ def test_crash_between_write_and_commit_loses_nothing_and_duplicates_nothing(
     assert len(keys) == len(set(keys)), "the retry duplicated rows"
     assert all(r.start_offset == 0 for r in reports)  # nothing was committed by the crashed runs
     assert set(files_after_crash) <= set(lake.list_files(root / "raw" / DATASET))  # overwritten, same names
+    assert lake.list_files(root, suffix=".tmp") == []  # the killed drain's unfinished files were cleared
 
 
 def test_unknown_topic_fails_with_a_clear_error(broker, config) -> None:
@@ -142,3 +143,32 @@ def test_retention_loss_on_the_embedded_broker_is_detected(broker, topic) -> Non
     producer = kafka.producer_config(extra) | {"compression.type": "none"}
     produce([b"k"] * 3000, [payload] * 3000, topic, producer)  # ~12 MB into one key's partition
     assert kafka.dropped_by_retention(before, kafka.watermarks(meta, topic)) > 0
+
+
+def test_a_failure_while_decoding_publishes_nothing_and_commits_nothing(
+    broker, topic, config, metrify_home, monkeypatch
+) -> None:
+    _produce(broker, topic, meters=20, seed=5)
+    root = lake.lake_root()
+    real_decode, calls = drain.decode_chunk, []
+
+    def failing_decode(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("simulated failure in a drain worker")
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(drain, "decode_chunk", failing_decode)
+    partition = kafka.partitions(config, topic)[0]
+    with pytest.raises(MemoryError, match="simulated failure"):
+        drain.drain_partition(config, topic, partition, root, batch_size=200)
+    raw_rows, quarantined, keys = _lake_state(root)
+    assert raw_rows + quarantined == 200  # the first batch, published before the failure
+    assert {offset for _, offset in keys} == set(range(200))
+    assert lake.list_files(root, suffix=".tmp") == []
+
+    monkeypatch.setattr(drain, "decode_chunk", real_decode)
+    report = drain.drain_partition(config, topic, partition, root, batch_size=200)
+    assert report.start_offset == 200  # the first batch was committed, the failed one was not
+    raw_rows, quarantined, keys = _lake_state(root)
+    assert raw_rows + quarantined == report.end_offset == len(set(keys))

@@ -117,3 +117,44 @@ def test_optional_sensors_may_be_missing() -> None:
 def test_unknown_extra_fields_are_ignored() -> None:
     decoded = readings.decode([encode(reading(firmware="1.2.3"))], now=NOW)
     assert decoded.rejected == [] and decoded.rows.num_rows == 1
+
+
+GOOD = encode(reading())
+HARD_CASES: list[bytes | None] = [
+    b"", None, b"   ", b"\t", b"not json", b"\x00\xff garbage \xfe", GOOD[:40], b'{"a":', b"[1, 2]", b'"text"',
+    GOOD + b"x", GOOD + b" " + GOOD, GOOD + b"\r", b"  " + GOOD, json.dumps(reading(), indent=2).encode(),
+    encode(reading(voltage="231.4")), encode(reading(meter_id=12345)), encode(reading(current=True)),
+    encode(reading(reading_ts="2026-11-22T00:15:00")), encode(reading(reading_ts="yesterday")),
+    encode(reading(reading_ts="2026-13-22T00:15:00Z")), encode(reading(reading_ts="2026-11-22T01:15:00+01:00")),
+    encode(reading(reading_ts="2026-11-22T00:10:00Z")), b'{"meter_id": "DE1", "voltage": 1e999}',
+    GOOD.replace(b'"voltage": 231.4', b'"voltage": NaN'), b'{"meter_id": "DE1", "voltage": NaN}', encode(reading(frequency=0.0)), encode(reading(meter_id="")),
+    encode(reading(meter_id="x" * 65)), encode(reading(consumption_kwh=None)), encode(reading(extra={"a": [1]})),
+]
+
+
+def test_a_batch_decodes_exactly_as_each_message_would_alone() -> None:
+    """Whatever poison sits where, the vectorised path agrees message by message with decoding
+    every message on its own (the per-message path that explains failures)."""
+    import random
+
+    rng = random.Random(7)
+    values: list[bytes | None] = [encode(reading(consumption_kwh=i / 1000)) for i in range(9000)]
+    for n, position in enumerate(rng.sample(range(len(values)), 240)):
+        values[position] = HARD_CASES[n % len(HARD_CASES)]
+    batch = readings.decode(values, now=NOW)
+
+    expected_rows, expected_reasons = {}, {}
+    for position, value in enumerate(values):
+        alone = readings.decode([value], now=NOW)
+        if alone.rejected:
+            expected_reasons[position] = alone.rejected[0][1]
+        else:
+            expected_rows[position] = alone.rows.drop_columns(["_index"]).to_pylist()[0]
+    # A message with several problems may be rejected for another one of them first.
+    several = {p for p, v in enumerate(values) if v == b'{"meter_id": "DE1", "voltage": NaN}'}
+    assert {p: r for p, r in batch.rejected if p not in several} == {
+        p: r for p, r in expected_reasons.items() if p not in several}
+    assert {p for p, _ in batch.rejected} == set(expected_reasons)
+    rows = batch.rows.sort_by("_index")
+    assert rows["_index"].to_pylist() == sorted(expected_rows)
+    assert rows.drop_columns(["_index"]).to_pylist() == [expected_rows[p] for p in sorted(expected_rows)]
