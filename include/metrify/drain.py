@@ -262,17 +262,15 @@ def _now() -> datetime:
 @dataclass
 class Chunk:
     """Consecutive messages of one partition, with their values and Kafka timestamps pulled out
-    (by the reading thread, which has time to spare, so the decoding thread has less to do)."""
+    by the reading thread (the Message objects are only kept to quarantine bad ones)."""
 
     messages: list[Message]
     values: list[bytes | None]
-    lines: readings.Lines
     kafka_ts_ms: np.ndarray
 
     @classmethod
     def of(cls, messages: list[Message]) -> Chunk:
-        values = [m.value() for m in messages]
-        return cls(messages, values, readings.Lines.of(values),
+        return cls(messages, [m.value() for m in messages],
                    np.fromiter([m.timestamp()[1] for m in messages], dtype=np.int64, count=len(messages)))
 
     @property
@@ -291,7 +289,7 @@ class DecodedChunk:
 def decode_chunk(chunk: Chunk, topic: str, partition: int, now: datetime) -> DecodedChunk:
     """Decode and validate messages; attach their Kafka coordinates; explain every bad one."""
     messages, values = chunk.messages, chunk.values
-    decoded = readings.decode(values, now=now, lines=chunk.lines)
+    decoded = readings.decode(values, now=now)
     if messages[-1].offset() - messages[0].offset() + 1 == len(messages):  # no gaps: the usual case
         offsets = pa.array(np.arange(messages[0].offset(), messages[-1].offset() + 1, dtype=np.int64))
     else:  # compacted topics and transaction markers leave gaps

@@ -109,12 +109,12 @@ class Decoded:
     rejected: list[tuple[int, str]]  # (position in the input, reason)
 
 
-def decode(values: Sequence[bytes | None], now: datetime | None = None, lines: Lines | None = None) -> Decoded:
-    """Decode and validate a batch of message values (`lines`: `Lines.of(values)`, if already made)."""
+def decode(values: Sequence[bytes | None], now: datetime | None = None) -> Decoded:
+    """Decode and validate a batch of message values."""
     now = now or datetime.now(timezone.utc)
     tables: list[pa.Table] = []
     rejected: list[tuple[int, str]] = []
-    lines = lines or Lines.of(values)
+    lines = _Lines.of(values)
     for position in lines.by_python:
         _explain_one(values, position, tables, rejected)
     for lo, hi in lines.spans():
@@ -134,7 +134,7 @@ _SPAN_LINES = 4096  # a poison message costs at most one re-parse of this many l
 
 
 @dataclass
-class Lines:
+class _Lines:
     """A batch as one newline-delimited buffer: message i is line i, at bytes starts[i]..starts[i+1]-1.
 
     Messages that cannot be a line of their own (empty, not starting with "{", spanning lines,
@@ -147,7 +147,7 @@ class Lines:
     by_python: list[int]
 
     @classmethod
-    def of(cls, values: Sequence[bytes | None]) -> Lines:
+    def of(cls, values: Sequence[bytes | None]) -> _Lines:
         lines = [b"" if v is None else v for v in values] if None in values else values
         joined = b"\n".join(lines)  # type: ignore[arg-type]
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))  # type: ignore[arg-type]
