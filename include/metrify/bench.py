@@ -30,10 +30,14 @@ from metrify import kafka
 from metrify.settings import PROJECT_ROOT, load_settings
 
 PEAK_RSS = """
+import resource
 def peak_rss_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 """
 
 RAW_CONSUME = PEAK_RSS + """
@@ -41,7 +45,7 @@ import json, sys, time
 from confluent_kafka import Consumer, TopicPartition
 config, assignments = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 consumer = Consumer(config)
-started, count, size = time.perf_counter(), 0, 0
+started, cpu_started, count, size = time.perf_counter(), cpu_seconds(), 0, 0
 for topic, p in assignments:
     low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
     consumer.assign([TopicPartition(topic, p, low)])
@@ -50,7 +54,7 @@ for topic, p in assignments:
         for m in consumer.consume(min(10000, high - 1 - last), timeout=1.0):
             size += len(m.value()); last = m.offset(); count += 1
 print(json.dumps({"messages": count, "bytes": size, "seconds": time.perf_counter() - started,
-                  "peak_rss_mib": peak_rss_mib()}))
+                  "cpu_seconds": round(cpu_seconds() - cpu_started, 2), "peak_rss_mib": peak_rss_mib()}))
 """
 
 DRAIN = PEAK_RSS + """
@@ -59,10 +63,10 @@ from metrify import drain, lake
 from metrify.settings import load_settings
 config, assignments, batch = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 root = lake.lake_root(load_settings())
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), cpu_seconds()
 reports = [drain.drain_partition(config, topic, p, root, batch_size=batch) for topic, p in assignments]
-print(json.dumps({"seconds": time.perf_counter() - started,
-                  "messages": sum(r.messages for r in reports), "valid_rows": sum(r.valid_rows for r in reports),
+print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+                  "threads": drain.DRAIN_THREADS + 1, "messages": sum(r.messages for r in reports), "valid_rows": sum(r.valid_rows for r in reports),
                   "quarantined": sum(r.quarantined for r in reports), "files": sum(r.files for r in reports),
                   "peak_rss_mib": peak_rss_mib()}))
 """
@@ -135,7 +139,8 @@ def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
     return {
         "benchmark": "ingest_meter_readings drain",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "messages": total,
         "avg_message_bytes": round(avg_bytes),
         "batch_size": batch_size,

@@ -44,6 +44,9 @@ STATE_LAYER = "_state"
 # The reading thread plus two threads that decode and write chunks as they arrive: on two cores,
 # consuming, decoding and writing overlap (measured by `make bench`).
 DRAIN_THREADS = 2
+# Rows buffered per raw file before a row group is written: smaller groups cost more CPU to
+# write (measured: 5,000-row groups twice the cost of 50,000-row groups) and to read.
+ROW_GROUP_ROWS = 32_768
 
 
 @dataclass
@@ -327,8 +330,8 @@ class BatchFiles:
     """The files of one batch (`<topic>+<partition>+<first>-<last>.parquet` in every partition it
     touches), filled chunk by chunk as chunks are decoded and published together by `close()`.
 
-    Raw rows go to one file per event date and hour, one row group per chunk; bad messages to
-    one quarantine file per Kafka-timestamp date.
+    Raw rows go to one file per event date and hour, in row groups of at least `ROW_GROUP_ROWS`
+    rows; bad messages to one quarantine file per Kafka-timestamp date.
     """
 
     def __init__(self, root: ObjectStoragePath, topic: str, partition: int, first: int, last: int) -> None:
@@ -342,13 +345,15 @@ class BatchFiles:
 
     def add(self, decoded: DecodedChunk) -> None:
         """Append a decoded chunk (safe to call from several threads)."""
-        groups = _split_by_hour(decoded.rows)
-        with self._lock:
-            for hour, rows in groups:
+        for hour, rows in _split_by_hour(decoded.rows):
+            with self._lock:
                 if hour not in self.raw_files:
-                    self.raw_files[hour] = lake.ParquetFile(self._raw_path(hour), readings.RAW_SCHEMA,
-                                                            staging_path(self.root, self.topic, self.partition))
-                self.raw_files[hour].write(rows)
+                    self.raw_files[hour] = lake.ParquetFile(
+                        self._raw_path(hour), readings.RAW_SCHEMA, staging_path(self.root, self.topic, self.partition),
+                        row_group_rows=ROW_GROUP_ROWS)
+                file = self.raw_files[hour]
+            file.write(rows)  # files lock themselves: two threads write two hours at once
+        with self._lock:
             self.valid_rows += decoded.rows.num_rows
             if decoded.quarantine is not None:
                 self.quarantine.append(decoded.quarantine)

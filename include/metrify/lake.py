@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -82,14 +83,19 @@ def write_parquet(table: pa.Table, path: ObjectStoragePath, sync: bool = True) -
 class ParquetFile:
     """A Parquet file written in row groups, that readers see only once it is `close()`d.
 
-    Local files are written beside the target and renamed over it on close; object stores
-    publish the upload when it completes. `discard()` drops an unfinished file.
+    Rows are buffered into row groups of at least `row_group_rows` (small row groups cost more
+    to write and to read). Local files are written in `staging` (default: beside the target)
+    and renamed over the target on close; object stores publish the upload when it completes.
+    `discard()` drops an unfinished file. Safe to write from several threads.
     """
 
-    def __init__(self, path: ObjectStoragePath, schema: pa.Schema, staging: ObjectStoragePath | None = None) -> None:
-        """`staging`: a local folder on the same filesystem for the unfinished file (default:
-        beside the target), so that a crash leaves no stray file among the data."""
+    def __init__(self, path: ObjectStoragePath, schema: pa.Schema, staging: ObjectStoragePath | None = None,
+                 row_group_rows: int = 1) -> None:
         self.path = path
+        self.row_group_rows = row_group_rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
         if is_local(path):
             os.makedirs(os.path.dirname(path.path), exist_ok=True)
             folder = staging.path if staging is not None else os.path.dirname(path.path)
@@ -102,21 +108,33 @@ class ParquetFile:
         self._writer = pq.ParquetWriter(self._handle, schema, **PARQUET_OPTIONS)
 
     def write(self, table: pa.Table) -> None:
-        self._writer.write_table(table)
+        with self._lock:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            if self._pending_rows >= self.row_group_rows:
+                self._flush()
 
     def close(self) -> None:
-        self._writer.close()
-        self._handle.close()
-        if self._tmp is not None:
-            os.replace(self._tmp, self.path.path)
+        with self._lock:
+            self._flush()
+            self._writer.close()
+            self._handle.close()
+            if self._tmp is not None:
+                os.replace(self._tmp, self.path.path)
 
     def discard(self) -> None:
-        try:
-            self._writer.close()
-        finally:
-            self._handle.close()
-            if self._tmp is not None and os.path.exists(self._tmp):
-                os.remove(self._tmp)
+        with self._lock:
+            try:
+                self._writer.close()
+            finally:
+                self._handle.close()
+                if self._tmp is not None and os.path.exists(self._tmp):
+                    os.remove(self._tmp)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending))
+            self._pending, self._pending_rows = [], 0
 
 
 def clear_staging(staging: ObjectStoragePath) -> None:

@@ -137,9 +137,10 @@ _SPAN_LINES = 4096  # a poison message costs at most one re-parse of this many l
 class _Lines:
     """A batch as one newline-delimited buffer: message i is line i, at bytes starts[i]..starts[i+1]-1.
 
-    Messages that cannot be a line of their own (empty, not starting with "{", spanning lines,
-    or holding a NUL byte, which ends Arrow's parse without saying where) are listed in
-    `by_python` and decoded one by one; Arrow parses the spans of lines between them.
+    Messages that Arrow cannot be trusted with (empty, not starting with "{", or holding a NUL
+    byte, which ends Arrow's parse without saying where) are listed in `by_python` and decoded
+    one by one; Arrow parses the spans of lines between them. A message spanning several lines
+    (pretty-printed JSON) makes Arrow fail on its first line, which is then explained alone.
     """
 
     buffer: pa.Buffer
@@ -153,13 +154,11 @@ class _Lines:
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))  # type: ignore[arg-type]
         starts = np.zeros(len(lines) + 1, dtype=np.int64)
         np.cumsum(lengths + 1, out=starts[1:])
-        # Every line Arrow sees starts with "{", so none is skipped as blank: a span whose row
-        # count matches its line count has exactly one row per line.
+        # Every message Arrow sees starts with "{", so each yields at least one row or an error:
+        # a span whose row count equals its message count has exactly one row per message.
         first_bytes = np.frombuffer(joined, dtype=np.uint8)[np.minimum(starts[:-1], max(len(joined) - 1, 0))] \
             if joined else np.zeros(len(lines), dtype=np.uint8)
         special = set(np.flatnonzero((lengths == 0) | (first_bytes != ord("{"))).tolist())
-        if joined.count(b"\n") != len(lines) - 1:
-            special.update(i for i, v in enumerate(lines) if b"\n" in v)  # type: ignore[operator]
         nul = joined.find(b"\0")
         while nul >= 0:
             line = int(np.searchsorted(starts, nul, side="right")) - 1
