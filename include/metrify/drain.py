@@ -350,7 +350,7 @@ class BatchFiles:
                 if hour not in self.raw_files:
                     self.raw_files[hour] = lake.ParquetFile(
                         self._raw_path(hour), readings.RAW_SCHEMA, staging_path(self.root, self.topic, self.partition),
-                        row_group_rows=ROW_GROUP_ROWS)
+                        row_group_rows=ROW_GROUP_ROWS, dictionary_columns=["meter_id", "topic"])
                 file = self.raw_files[hour]
             file.write(rows)  # files lock themselves: two threads write two hours at once
         with self._lock:
