@@ -5,7 +5,9 @@ On one embedded broker it produces N simulated readings, then in separate proces
    value, no decoding, no writing (the ceiling for any consumer on this machine);
 2. the drain rate: `drain_partition` over every partition into a fresh local lake (decode,
    validate, zstd Parquet, offset commits) with its peak RSS.
-Results go to `bench-results/ingest.json` (and stdout).
+Both run `--repeats` times, interleaved, each with a fresh consumer group (and lake); the best
+rate of each side counts, so a busy moment on the machine does not decide the ratio. Results go
+to `bench-results/ingest.json` (and stdout), with every run's rate.
 
 librdkafka's mock broker keeps only about 5 MB (at most 100,000 messages) per partition and
 auto-creates topics with 4 partitions, so the backlog is spread over as many topics as needed
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,7 +98,7 @@ def _check_retained(config: dict[str, Any], pairs: list[tuple[str, int]], produc
                            f"retention; lower TOPIC_MESSAGES")
 
 
-def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
+def run(messages: int, batch_size: int, poison_rate: float, repeats: int = 3) -> dict[str, Any]:
     from metrify.simulator import SimulationOptions, produce, simulate
 
     with tempfile.TemporaryDirectory(prefix="metrify-bench-") as tmp:
@@ -124,18 +127,27 @@ def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
             print(f"produced {total:,} messages ({avg_bytes:.0f} B each) into {len(topics)} topics x "
                   f"{kafka.MOCK_PARTITIONS} partitions in {t2 - t1:.1f} s (simulated in {t1 - t0:.1f} s)", flush=True)
             parts = json.dumps(pairs)
-            raw = _child(RAW_CONSUME, json.dumps(kafka.consumer_config(extra, "bench-raw")), parts, env=env)
-            raw["rate"] = raw["messages"] / raw["seconds"]
-            print(f"raw consume: {raw['messages']:,} in {raw['seconds']:.2f} s = {raw['rate']:,.0f} msg/s", flush=True)
-            drained = _child(DRAIN, json.dumps(kafka.consumer_config(extra, "bench-drain")), parts,
-                             str(batch_size), env=env)
-            drained["rate"] = drained["messages"] / drained["seconds"]
-            print(f"drain to Parquet: {drained['messages']:,} in {drained['seconds']:.2f} s = "
-                  f"{drained['rate']:,.0f} msg/s, peak RSS {drained['peak_rss_mib']} MiB", flush=True)
+            raws, drains = [], []
+            for attempt in range(1, repeats + 1):  # interleaved, so a busy moment hits both sides alike
+                raw = _child(RAW_CONSUME, json.dumps(kafka.consumer_config(extra, f"bench-raw-{attempt}")), parts,
+                             env=env)
+                raw["rate"] = raw["messages"] / raw["seconds"]
+                raws.append(raw)
+                print(f"[{attempt}/{repeats}] raw consume: {raw['messages']:,} in {raw['seconds']:.2f} s = "
+                      f"{raw['rate']:,.0f} msg/s", flush=True)
+                lake_url = (Path(tmp) / f"lake-{attempt}").as_uri()
+                drained = _child(DRAIN, json.dumps(kafka.consumer_config(extra, f"bench-drain-{attempt}")), parts,
+                                 str(batch_size), env={**env, "METRIFY_LAKE_URL": lake_url})
+                drained["rate"] = drained["messages"] / drained["seconds"]
+                drains.append(drained)
+                print(f"[{attempt}/{repeats}] drain to Parquet: {drained['messages']:,} in {drained['seconds']:.2f} s "
+                      f"= {drained['rate']:,.0f} msg/s, peak RSS {drained['peak_rss_mib']} MiB", flush=True)
+                if drained["messages"] != total or drained["valid_rows"] + drained["quarantined"] != total:
+                    raise RuntimeError(f"benchmark lost messages: produced {total}, drained {drained}")
+                shutil.rmtree(Path(tmp) / f"lake-{attempt}", ignore_errors=True)
         finally:
             kafka.down(settings)
-    if drained["messages"] != total or drained["valid_rows"] + drained["quarantined"] != total:
-        raise RuntimeError(f"benchmark lost messages: produced {total}, drained {drained}")
+    raw, drained = max(raws, key=lambda r: r["rate"]), max(drains, key=lambda r: r["rate"])
     return {
         "benchmark": "ingest_meter_readings drain",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -145,11 +157,14 @@ def run(messages: int, batch_size: int, poison_rate: float) -> dict[str, Any]:
         "avg_message_bytes": round(avg_bytes),
         "batch_size": batch_size,
         "poison_rate": poison_rate,
-        "raw_consume": raw,
+        "repeats": repeats,
+        "raw_consume": raw,  # the best of the repeats, for each side
         "drain": drained,
         "drain_to_raw_ratio": round(drained["rate"] / raw["rate"], 3),
+        "all_rates": {"raw_consume": [round(r["rate"]) for r in raws], "drain": [round(d["rate"]) for d in drains]},
+        "peak_rss_mib_max": max(d["peak_rss_mib"] or 0 for d in drains),
         "targets": {"drain_to_raw_ratio": ">= 0.5", "peak_rss_mib": "< 1024 for 5M messages"},
-        "targets_met": drained["rate"] >= 0.5 * raw["rate"] and (drained["peak_rss_mib"] or 0) < 1024,
+        "targets_met": drained["rate"] >= 0.5 * raw["rate"] and max(d["peak_rss_mib"] or 0 for d in drains) < 1024,
     }
 
 
@@ -158,13 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=5_000_000)
     parser.add_argument("--batch-size", type=int, default=load_settings().batch_size)
     parser.add_argument("--poison-rate", type=float, default=0.0001)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved raw/drain runs; the best of each counts")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench-results" / "ingest.json")
     args = parser.parse_args(argv)
-    result = run(args.messages, args.batch_size, args.poison_rate)
+    result = run(args.messages, args.batch_size, args.poison_rate, args.repeats)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"drain/raw = {result['drain_to_raw_ratio']:.2f} (target >= 0.5); "
-          f"peak RSS {result['drain']['peak_rss_mib']} MiB (target < 1024); written to {args.output}")
+    print(f"best of {result['repeats']}: drain/raw = {result['drain_to_raw_ratio']:.2f} (target >= 0.5); "
+          f"peak RSS {result['peak_rss_mib_max']} MiB (target < 1024); written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_LAYER = "_state"
-# The reading thread plus two threads that decode and write chunks as they arrive: on two cores,
+# The reading thread plus three threads that decode and write chunks as they arrive: on two cores,
 # consuming, decoding and writing overlap (measured by `make bench`).
-DRAIN_THREADS = 2
+DRAIN_THREADS = 3
 # Rows buffered per raw file before a row group is written: smaller groups cost more CPU to
 # write (measured: 5,000-row groups twice the cost of 50,000-row groups) and to read.
 ROW_GROUP_ROWS = 32_768
