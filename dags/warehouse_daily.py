@@ -60,6 +60,8 @@ def warehouse_daily():
         operator_args=transform.operator_args(),
     )
 
+    transform.producer_first(dbt)  # WATCHER mode only (METRIFY_DBT_EXECUTION_MODE)
+
     @task(outlets=[WAREHOUSE_METRICS])
     def report() -> dict:
         from metrify import warehouse
