@@ -7,6 +7,8 @@ import importlib
 import time
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.integration import warehouse_data as wd
@@ -102,3 +104,26 @@ def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factor
     for table in ("marts.fct_smart_meter_analytics", "metrics.daily_consumption_metrics",
                   "metrics.weather_correlation_metrics", "metrics.grid_stability_metrics"):
         assert cursor.execute(f"select count(*) from {table}").fetchone()[0] > 0, table
+
+
+def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_factory):
+    """Delete+insert over whole hours on Snowflake too: an interval re-delivered with one reading
+    fewer drops it from staging and the hourly fact (runs after the two builds above)."""
+    cursor = snowflake["cursor"]
+    root = snowflake["root"]
+    path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
+        "meter-readings+0+000000000000-000000009999.parquet")
+    table = pq.read_table(path.path)
+    gone = table.slice(3, 1).to_pylist()[0]
+    meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
+    where = f"meter_id = '{meter}' and reading_ts = '{reading_ts}'"
+    assert cursor.execute(f"select count(*) from staging.stg_meter_readings where {where}").fetchone()[0] == 1
+    fact_before = cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0]
+
+    lake.write_parquet(pa.concat_tables([table.slice(0, 3), table.slice(4)]), path)
+    warehouse.sync_snowflake(cursor, root, tables=["meter_readings"], days=[pd.Timestamp("2026-03-29").date()])
+    result = build(snowflake, tmp_path_factory)
+    assert result.success, result.failures
+    assert cursor.execute(f"select count(*) from staging.stg_meter_readings where {where}").fetchone()[0] == 0
+    assert cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0] == (
+        fact_before - 1)
