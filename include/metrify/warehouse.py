@@ -729,6 +729,16 @@ def daily_run_days(interval_start: Any, interval_end: Any, timezone: str = BUSIN
     return [Date(d.year, d.month, d.day) for d in business], sorted(Date(d.year, d.month, d.day) for d in utc)
 
 
+def daily_run_logical_date(business_day: Date, timezone: str = BUSINESS_TIMEZONE) -> str:
+    """The logical date (ISO) of the `warehouse_daily` run that rebuilds `business_day`: 02:30
+    local on the next day (03:30 on a spring-forward day, as cron fires then)."""
+    import pendulum
+
+    nxt = pendulum.date(business_day.year, business_day.month, business_day.day).add(days=1)
+    due = pendulum.datetime(nxt.year, nxt.month, nxt.day, 2, 30, tz=timezone)
+    return due.isoformat()
+
+
 def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settings | None = None,
                             validated: Iterable[Interval] | None = None) -> dict[str, Any]:
     """Load what changed in the lake into the warehouse's raw schema; returns a summary.

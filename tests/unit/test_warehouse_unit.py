@@ -133,6 +133,10 @@ def test_a_daily_run_rebuilds_the_business_day_before_its_date():
     # the day after the DST change: 02:30 does not exist on 2026-03-29, cron fires at 03:30 CEST
     due = pendulum.datetime(2026, 3, 29, 1, 30, tz="UTC")
     assert warehouse.daily_run_days(due, due) == ([date(2026, 3, 28)], [date(2026, 3, 27), date(2026, 3, 28)])
+    # and the run that rebuilds a given business day
+    assert warehouse.daily_run_logical_date(date(2026, 11, 22)) == "2026-11-23T02:30:00+01:00"
+    run = pendulum.parse(warehouse.daily_run_logical_date(date(2026, 3, 28)))
+    assert warehouse.daily_run_days(run, run)[0] == [date(2026, 3, 28)]
     # a run with a real interval rebuilds the business days it spans
     start = pendulum.datetime(2026, 11, 1, tz="Europe/Berlin")
     business, utc = warehouse.daily_run_days(start, start.add(days=2))
