@@ -61,6 +61,8 @@ def transform_dag():
         operator_args=transform.operator_args(hourly=True),
     )
 
+    transform.producer_first(dbt)  # WATCHER mode only (METRIFY_DBT_EXECUTION_MODE)
+
     @task(outlets=[WAREHOUSE_MARTS])
     def report() -> dict:
         """Row counts of what the warehouse holds now (DuckDB)."""

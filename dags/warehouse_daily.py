@@ -1,7 +1,8 @@
-"""Daily warehouse run: re-load the day's lake intervals (each load replaces its interval), then
+"""Daily warehouse run: re-load the lake intervals of the business day that just ended (the run
+due at 02:30 Europe/Berlin on day D rebuilds day D - 1; each load replaces its interval), then
 build the whole dbt project including the daily metrics. Backfilling this DAG over a date range
-(UI, or `airflow backfill create --dag-id warehouse_daily --from-date ... --to-date ...`)
-rebuilds those days identically.
+(UI, or `airflow backfill create --dag-id warehouse_daily --from-date ... --to-date ...
+--max-active-runs 1`; the dates select the runs' logical dates) rebuilds those days identically.
 
 On failure: a failed dbt model or test is one task; read its log, fix, clear that task only
 (RUNBOOK.md, section *Warehouse load failed*).
@@ -37,13 +38,12 @@ WAREHOUSE_METRICS = Asset("metrify://warehouse/metrics")
 def warehouse_daily():
     @task
     def reload_day(data_interval_start=None, data_interval_end=None) -> dict:
-        """Replace the UTC days this run covers in the warehouse's raw schema."""
+        """Replace the lake dates of the business day this run rebuilds (the Europe/Berlin day
+        before the run's date) in the warehouse's raw schema."""
         from metrify import warehouse
 
-        first = data_interval_start.in_timezone("UTC").date()
-        last = data_interval_end.in_timezone("UTC").date()
-        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        return warehouse.load_lake_for_transform(days=days)
+        business, utc_days = warehouse.daily_run_days(data_interval_start, data_interval_end)
+        return {"business_days": [str(d) for d in business], **warehouse.load_lake_for_transform(days=utc_days)}
 
     @task
     def load_registry() -> int:
@@ -59,6 +59,8 @@ def warehouse_daily():
         render_config=transform.render_config(),
         operator_args=transform.operator_args(),
     )
+
+    transform.producer_first(dbt)  # WATCHER mode only (METRIFY_DBT_EXECUTION_MODE)
 
     @task(outlets=[WAREHOUSE_METRICS])
     def report() -> dict:

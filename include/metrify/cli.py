@@ -153,7 +153,8 @@ def run_warehouse(settings: Settings, options: Any) -> None:
         warehouse.build_manifest(settings)
     warehouse.seed_registry(pd.read_parquet(settings.simulator_dir / "meter_registry.parquet"), settings)
     run_dag("transform", settings)
-    run_dag("warehouse_daily", settings, extra_args=(f"{options.start:%Y-%m-%d}",))
+    # the daily run due the next morning rebuilds the simulated (business) day
+    run_dag("warehouse_daily", settings, extra_args=(warehouse.daily_run_logical_date(options.start.date()),))
     tables = warehouse.summary(settings)
     for layer in ("staging", "marts", "metrics"):
         built = {name.split(".", 1)[1]: rows for name, rows in tables.items() if name.startswith(f"{layer}.")}

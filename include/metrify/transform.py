@@ -65,14 +65,60 @@ def profile_config() -> Any:
     return ProfileConfig(profile_name="metrify", target_name="duckdb", profile_mapping=mapping)
 
 
+EXECUTION_MODES = ("local", "watcher")
+DEFAULT_EXECUTION_MODE = "watcher"
+
+
+def execution_mode() -> str:
+    """`METRIFY_DBT_EXECUTION_MODE`: `local` (default: one dbt invocation per task) or `watcher`
+    (Cosmos's WATCHER: one `dbt build` in a producer task, one sensor per model and its tests).
+    The default is the one `python -m metrify.bench_transform_modes` measured faster here."""
+    value = os.environ.get("METRIFY_DBT_EXECUTION_MODE", DEFAULT_EXECUTION_MODE).lower()
+    if value not in EXECUTION_MODES:
+        raise ValueError(f"METRIFY_DBT_EXECUTION_MODE must be one of {EXECUTION_MODES}, got {value!r}")
+    return value
+
+
 def execution_config() -> Any:
     from cosmos import ExecutionConfig
     from cosmos.constants import ExecutionMode, InvocationMode, TestIndirectSelection
 
+    mode = ExecutionMode.WATCHER if execution_mode() == "watcher" else ExecutionMode.LOCAL
     # BUILDABLE: a model's test task runs the tests whose other parents are its ancestors, so a
     # relationship test runs with the child model (after its parent exists), not with the parent.
-    return ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER,
+    return ExecutionConfig(execution_mode=mode, invocation_mode=InvocationMode.DBT_RUNNER,
                            test_indirect_selection=TestIndirectSelection.BUILDABLE)
+
+
+def producer_first(group: Any) -> None:
+    """WATCHER mode: make the producer (the one `dbt build`) upstream of the group's first consumers.
+
+    Cosmos orders the producer first only in a DbtDag; in a DbtTaskGroup the first sensors start
+    beside it. Under `airflow dags test` (what `metrify run` and the tests use) a sensor that
+    starts before the producer defers and its trigger runs inline, blocking the only loop, so the
+    producer never ran (seen here: "Deferring model 'seed.metrify.cities' ... running trigger in
+    line", then "XCom not found" every 10 s). On DuckDB nothing is lost: the producer holds the
+    one warehouse pool slot for the whole build anyway. The first consumers run when the producer
+    succeeded or was skipped (Cosmos skips a producer retry; each consumer then falls back to
+    `dbt run`/`dbt test --select <its model>`), and fail upstream when it failed or never ran
+    (clearing them re-runs their model alone). No-op in LOCAL mode.
+    """
+    from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
+
+    prefix = f"{group.group_id}."
+    producer_id = prefix + PRODUCER_WATCHER_TASK_ID
+    dag = group.dag
+    if producer_id not in dag.task_dict:
+        return
+    producer = dag.task_dict[producer_id]
+    for task_id, task in dag.task_dict.items():
+        if not task_id.startswith(prefix) or task_id in (producer_id, prefix + PRODUCER_WATCHER_DONE_TASK_ID):
+            continue
+        if not any(upstream.startswith(prefix) for upstream in task.upstream_task_ids):
+            producer >> task
+            # after the producer whatever its end, except when it never ran (loads failed): a
+            # producer retry is skipped by Cosmos, and the consumers then run their own model
+            task.trigger_rule = "none_failed"
 
 
 def render_config(select: list[str] | None = None, exclude: list[str] | None = None) -> Any:

@@ -89,3 +89,21 @@ def test_daily_dag_includes_the_metrics(dagbag):
     for model in ("daily_consumption_metrics", "grid_stability_metrics", "weather_correlation_metrics",
                   "meter_quality_tiers", "fct_meter_readings_hourly"):
         assert f"dbt.{model}.run" in ids, model
+
+
+@pytest.mark.parametrize("name, dag_id", [("transform.py", "transform"), ("warehouse_daily.py", "warehouse_daily")])
+def test_watcher_producer_runs_first_and_every_model_keeps_a_retryable_task(dagbag, name, dag_id):
+    """WATCHER (the measured default): one producer task runs `dbt build` after the loads, the
+    first sensors wait for it, and every model and its tests stay a task one can clear alone."""
+    assert transform.execution_mode() == "watcher"
+    dag = dagbag[name][0].dags[dag_id]
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert "load_registry" in producer.upstream_task_ids and producer.pool == transform.pool()
+    first = dag.get_task("dbt.stg_meter_readings.run")
+    assert producer.task_id in first.upstream_task_ids and first.trigger_rule == "none_failed"
+    sensors = [t for t in dag.tasks if t.task_id.startswith("dbt.") and t.task_id.rsplit(".", 1)[-1] in
+               ("run", "test", "seed")]
+    assert len(sensors) >= 18
+    for sensor in sensors:
+        assert sensor.retries >= 1 and sensor.pool == transform.pool() and sensor.deferrable, sensor.task_id
+        assert hasattr(sensor, "_fallback_to_non_watcher_run"), sensor.task_id  # a retry runs its model alone

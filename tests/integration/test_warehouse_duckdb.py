@@ -7,6 +7,8 @@ import time
 from datetime import date
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.integration import warehouse_data as wd
@@ -168,3 +170,29 @@ def test_backfilling_a_day_twice_gives_identical_tables(built):
         after = _snapshot()
         for table, expected in before.items():
             pd.testing.assert_frame_equal(after[table], expected, check_exact=False, rtol=1e-12, obj=table)
+
+
+def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_facts(built):
+    """An interval re-delivered with one reading fewer: the incremental models drop the reading
+    (they replace whole hours), so staging and the facts agree with the lake again."""
+    root = lake.lake_root()
+    path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
+        "meter-readings+0+000000000000-000000009999.parquet")
+    table = pq.read_table(path.path)
+    gone = table.slice(7, 1).to_pylist()[0]
+    meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
+    where = f"meter_id = '{meter}' and reading_ts = timestamp '{reading_ts}'"
+    assert query(f"select count(*) from staging.stg_meter_readings where {where}") == [(1,)]
+    hour = query(f"select hour_start from staging.stg_meter_readings where {where}")[0][0]
+    fact_where = f"meter_id = '{meter}' and hour_start = timestamp '{hour}'"
+    count_before = query(f"select reading_count from marts.fct_meter_readings_hourly where {fact_where}")[0][0]
+
+    lake.write_parquet(pa.concat_tables([table.slice(0, 7), table.slice(8)]), path)
+    assert [r.interval for r in warehouse.sync().loaded] == ["date=2026-03-29/hour=10"]
+    result = warehouse.run_dbt(["build"], target_path=built["target"])
+    assert result.success, result.failures
+
+    assert query(f"select count(*) from staging.stg_meter_readings where {where}") == [(0,)]
+    assert query(f"select reading_count from marts.fct_meter_readings_hourly where {fact_where}") == [
+        (count_before - 1,)]
+    assert warehouse.reconcile() == []

@@ -7,6 +7,8 @@ import importlib
 import time
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.integration import warehouse_data as wd
@@ -102,3 +104,73 @@ def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factor
     for table in ("marts.fct_smart_meter_analytics", "metrics.daily_consumption_metrics",
                   "metrics.weather_correlation_metrics", "metrics.grid_stability_metrics"):
         assert cursor.execute(f"select count(*) from {table}").fetchone()[0] > 0, table
+
+
+def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_factory):
+    """Delete+insert over whole hours on Snowflake too: an interval re-delivered with one reading
+    fewer drops it from staging and the hourly fact (runs after the two builds above)."""
+    cursor = snowflake["cursor"]
+    root = snowflake["root"]
+    path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
+        "meter-readings+0+000000000000-000000009999.parquet")
+    table = pq.read_table(path.path)
+    gone = table.slice(3, 1).to_pylist()[0]
+    meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
+    where = f"meter_id = '{meter}' and reading_ts = '{reading_ts}'"
+    assert cursor.execute(f"select count(*) from staging.stg_meter_readings where {where}").fetchone()[0] == 1
+    fact_before = cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0]
+
+    lake.write_parquet(pa.concat_tables([table.slice(0, 3), table.slice(4)]), path)
+    warehouse.sync_snowflake(cursor, root, tables=["meter_readings"], days=[pd.Timestamp("2026-03-29").date()])
+    result = build(snowflake, tmp_path_factory)
+    assert result.success, result.failures
+    assert cursor.execute(f"select count(*) from staging.stg_meter_readings where {where}").fetchone()[0] == 0
+    assert cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0] == (
+        fact_before - 1)
+
+
+def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
+    """The production profile: Cosmos's SnowflakePrivateKeyPemProfileMapping rendered from the
+    connection `snowflake_default` holding a freshly generated private key, and dbt connecting
+    with it. fakesnow accepts any login, so this proves the profile renders (the key only in an
+    environment variable, never in profiles.yml) and the connector signs its key-pair (JWT)
+    login with the key, not that a real Snowflake account would accept that key."""
+    import json
+
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from dbt.cli.main import dbtRunner
+
+    from metrify import transform
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    env = snowflake["env"]
+    connection = {"conn_type": "snowflake", "login": env["SNOWFLAKE_USER"], "schema": "ANALYTICS",
+                  "extra": {"account": "fakesnow", "database": "METRIFY", "warehouse": "TRANSFORMING",
+                            "role": "TRANSFORMER", "private_key_content": pem,
+                            "host": env["SNOWFLAKE_HOST"], "port": int(env["SNOWFLAKE_PORT"])}}
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
+    config = transform.profile_config()
+    assert type(config.profile_mapping).__name__ == "SnowflakePrivateKeyPemProfileMapping"
+    config.profile_mapping.profile_args.update({"protocol": "http", "threads": 1})  # fakesnow speaks HTTP
+    with config.ensure_profile() as (path, env_vars):
+        text = path.read_text()
+        profile = yaml.safe_load(text)["metrify"]["outputs"]["snowflake"]
+        assert "PRIVATE KEY" not in text and "env_var(" in str(profile["private_key"])
+        assert (profile["user"], profile["account"], profile["database"], profile["role"]) == (
+            env["SNOWFLAKE_USER"], "fakesnow", "METRIFY", "TRANSFORMER")
+        assert pem.strip() in {v.strip() for v in env_vars.values()}
+        for key, value in env_vars.items():
+            monkeypatch.setenv(key, value)
+        debug = ["debug", "--project-dir", str(transform.dbt_dir()), "--profiles-dir", str(path.parent),
+                 "--target", "snowflake"]
+        result = dbtRunner().invoke(debug)
+        assert result.success, result.exception
+        # the key is really used: with a corrupt one the connection fails
+        for key, value in env_vars.items():
+            if value.strip() == pem.strip():
+                monkeypatch.setenv(key, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        assert not dbtRunner().invoke(debug).success

@@ -122,3 +122,23 @@ def test_sync_loads_only_validated_intervals_and_fills_partition_columns(tmp_pat
     with warehouse.connect_duckdb() as conn:
         assert conn.execute("select source, city, humidity_percent from raw.weather").fetchall() == [("dwd", "Berlin", None)]
         assert conn.execute("select count(*) from raw.meter_readings").fetchone()[0] == 1
+
+
+def test_a_daily_run_rebuilds_the_business_day_before_its_date():
+    import pendulum
+
+    # Airflow 3 cron runs have a zero-length interval at the instant they are due (02:30 Berlin)
+    due = pendulum.datetime(2026, 3, 30, 2, 30, tz="Europe/Berlin")
+    assert warehouse.daily_run_days(due, due) == ([date(2026, 3, 29)], [date(2026, 3, 28), date(2026, 3, 29)])
+    # the day after the DST change: 02:30 does not exist on 2026-03-29, cron fires at 03:30 CEST
+    due = pendulum.datetime(2026, 3, 29, 1, 30, tz="UTC")
+    assert warehouse.daily_run_days(due, due) == ([date(2026, 3, 28)], [date(2026, 3, 27), date(2026, 3, 28)])
+    # and the run that rebuilds a given business day
+    assert warehouse.daily_run_logical_date(date(2026, 11, 22)) == "2026-11-23T02:30:00+01:00"
+    run = pendulum.parse(warehouse.daily_run_logical_date(date(2026, 3, 28)))
+    assert warehouse.daily_run_days(run, run)[0] == [date(2026, 3, 28)]
+    # a run with a real interval rebuilds the business days it spans
+    start = pendulum.datetime(2026, 11, 1, tz="Europe/Berlin")
+    business, utc = warehouse.daily_run_days(start, start.add(days=2))
+    assert business == [date(2026, 11, 1), date(2026, 11, 2)]
+    assert utc == [date(2026, 10, 31), date(2026, 11, 1), date(2026, 11, 2)]

@@ -1,16 +1,17 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['meter_id', 'hour_start'],
+        incremental_strategy='delete+insert',
+        unique_key='hour_start',
         on_schema_change='fail',
         tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
 }}
 -- Hourly energy per meter (UTC hour the 15-minute intervals start in). Incremental: a run
 -- recomputes whole meter-hours for (a) every hour touched by rows loaded since the last run,
--- however late they arrived, and (b) the last `lookback_hours` hours; the merge on
--- (meter_id, hour_start) replaces those rows, so late data never duplicates an hour.
+-- however late they arrived, and (b) the last `lookback_hours` hours, for every meter;
+-- delete+insert on hour_start replaces those hours whole, so late data never duplicates an hour
+-- and a meter-hour whose readings vanished from the source disappears.
 
 {% if is_incremental() %}
 with affected_hours as (

@@ -1,14 +1,15 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['hour_start', 'region', 'grid_operator'],
+        incremental_strategy='delete+insert',
+        unique_key='hour_start',
         on_schema_change='fail',
         tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
 }}
 -- Meter, grid and weather joined per UTC hour and region (federal state) / grid operator.
--- Incremental like the hourly fact: recomputes the hours its inputs changed in.
+-- Incremental like the hourly fact: recomputes the hours its inputs changed in and replaces them
+-- whole (delete+insert on hour_start).
 
 {% if is_incremental() %}
 with watermark as (

@@ -1,8 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['meter_id', 'reading_ts'],
+        incremental_strategy='delete+insert',
+        unique_key='hour_start',
         on_schema_change='fail',
         tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
@@ -11,6 +11,8 @@
 -- with time dimensions (UTC and Europe/Berlin business day) and quality flags.
 -- Incremental: a run re-deduplicates only the hours that received rows since the last run
 -- (all copies of a reading share its hour), so its cost follows the new data, not the history.
+-- Those hours are replaced whole (delete+insert on hour_start), so a reading that vanished from
+-- a re-loaded interval leaves staging too.
 with source as (
     select * from {{ source('lake', 'meter_readings') }}
     {% if is_incremental() %}
