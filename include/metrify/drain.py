@@ -228,7 +228,7 @@ class _PartitionReader:
             else:
                 want = max(1, min(10_000, last + 1 - next_offset))
                 chunk = self.consumer.consume(num_messages=want, timeout=self.poll_timeout)
-                chunk = [m for m in chunk if not _is_partition_eof(m)] if any(m.error() for m in chunk) else chunk
+                chunk = [m for m in chunk if not _is_partition_eof(m)] if any(map(Message.error, chunk)) else chunk
             if not chunk:
                 if time.monotonic() - idle_since > self.idle_timeout:
                     log.warning("%s[%d]: no message for %.0f s before offset %d; ending the batch early",
@@ -273,7 +273,7 @@ class Chunk:
 
     @classmethod
     def of(cls, messages: list[Message]) -> Chunk:
-        return cls(messages, [m.value() for m in messages],
+        return cls(messages, list(map(Message.value, messages)),
                    np.fromiter([m.timestamp()[1] for m in messages], dtype=np.int64, count=len(messages)))
 
     @property
