@@ -183,7 +183,7 @@ def drain_partition(
                 files.last_read = last_read  # below `last` only if the partition went idle or was compacted
                 lake.write_json({"first_offset": read_from, "last_offset": last,
                                  "written_at": _now().isoformat()}, marker_path(root, topic, partition))
-                in_flight = workers.submit(close_batch, files, chunks)
+                in_flight = workers.submit(close_batch, files, chunks, workers)
                 read_from = last_read + 1
         report.seconds = round(time.monotonic() - started, 3)
         return report
@@ -358,12 +358,19 @@ class BatchFiles:
             if decoded.quarantine is not None:
                 self.quarantine.append(decoded.quarantine)
 
-    def close(self) -> BatchResult:
-        """Publish every file and make them durable (before the caller commits the offsets)."""
-        files = []
-        for hour in sorted(self.raw_files):
-            self.raw_files[hour].close()
-            files.append(self.raw_files[hour].path)
+    def close(self, workers: ThreadPoolExecutor | None = None) -> BatchResult:
+        """Publish every file and make them durable (before the caller commits the offsets).
+
+        With `workers`, the raw files' last row groups are written in parallel.
+        """
+        raw = [self.raw_files[hour] for hour in sorted(self.raw_files)]
+        if workers is not None:
+            for finished in [workers.submit(file.finish) for file in raw]:
+                finished.result()
+        for file in raw:
+            file.finish()  # a no-op when already finished
+            file.publish()
+        files = [file.path for file in raw]
         quarantined = 0
         if self.quarantine:
             quarantine = pa.concat_tables(self.quarantine).sort_by("offset")
@@ -391,12 +398,16 @@ class BatchFiles:
                 / f"{self.stem}.parquet")
 
 
-def close_batch(files: BatchFiles, chunks: list[Future[None]]) -> BatchResult:
-    """Wait for every chunk of the batch to be written, then publish its files."""
+def close_batch(files: BatchFiles, chunks: list[Future[None]], workers: ThreadPoolExecutor) -> BatchResult:
+    """Wait for every chunk of the batch to be written, then publish its files.
+
+    Runs in one of `workers` and hands the files' last row groups to the others: it waits only
+    on tasks that never wait themselves, so with two workers or more it cannot deadlock.
+    """
     try:
         for chunk in chunks:
             chunk.result()
-        return files.close()
+        return files.close(workers)
     except BaseException:
         files.discard()
         raise

@@ -95,6 +95,7 @@ class ParquetFile:
         self.row_group_rows = row_group_rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._finished = False
         self._lock = threading.Lock()
         if is_local(path):
             os.makedirs(os.path.dirname(path.path), exist_ok=True)
@@ -117,20 +118,32 @@ class ParquetFile:
             if self._pending_rows >= self.row_group_rows:
                 self._flush()
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Write what is buffered and complete the file (an object store publishes it now)."""
         with self._lock:
-            self._flush()
-            self._writer.close()
-            self._handle.close()
-            if self._tmp is not None:
-                os.replace(self._tmp, self.path.path)
+            if not self._finished:
+                self._flush()
+                self._writer.close()
+                self._handle.close()
+                self._finished = True
+
+    def publish(self) -> None:
+        """Rename a finished local file into place."""
+        if self._tmp is not None:
+            os.replace(self._tmp, self.path.path)
+
+    def close(self) -> None:
+        self.finish()
+        self.publish()
 
     def discard(self) -> None:
         with self._lock:
             try:
-                self._writer.close()
+                if not self._finished:
+                    self._writer.close()
             finally:
                 self._handle.close()
+                self._finished = True
                 if self._tmp is not None and os.path.exists(self._tmp):
                     os.remove(self._tmp)
 
