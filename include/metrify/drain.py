@@ -417,19 +417,6 @@ def decode_into(files: BatchFiles, chunk: Chunk, now: datetime) -> None:
     files.add(decode_chunk(chunk, files.topic, files.partition, now))
 
 
-def write_batch(messages: list[Message], topic: str, partition: int, root: ObjectStoragePath,
-                now: datetime | None = None) -> BatchResult:
-    """Decode and write one batch of consecutive messages in one go (what the drain does, chunk by
-    chunk, without the pipelining)."""
-    files = BatchFiles(root, topic, partition, messages[0].offset(), messages[-1].offset())
-    try:
-        files.add(decode_chunk(Chunk.of(messages), topic, partition, now or _now()))
-    except BaseException:
-        files.discard()
-        raise
-    return files.close()
-
-
 def _split_by_hour(rows: pa.Table) -> list[tuple[int, pa.Table]]:
     """(epoch hour, rows of that event hour) for each hour in `rows`."""
     if rows.num_rows == 0:
