@@ -1,14 +1,15 @@
-# Production image: the official Airflow 3.3 image with the pinned requirements and the
-# `metrify` package. dbt runs in-process (Cosmos ExecutionMode.LOCAL with the dbt runner), so
-# dbt-core and its adapters are in the same environment, pinned in requirements.txt.
+# Production image: the official Airflow 3.3 image with the pinned production requirements and
+# the production package `metrify` only (the local stack, `metrify_dev`, and the dev/test
+# requirements stay out). dbt runs in-process (Cosmos with the dbt runner), so dbt-core and its
+# adapters are in the same environment, pinned in requirements.txt.
 FROM apache/airflow:3.3.2-python3.11
 
 USER airflow
 COPY --chown=airflow:0 requirements.txt /opt/metrify/requirements.txt
 RUN pip install --no-cache-dir -r /opt/metrify/requirements.txt
 
-COPY --chown=airflow:0 pyproject.toml /opt/metrify/pyproject.toml
-COPY --chown=airflow:0 include /opt/metrify/include
+COPY --chown=airflow:0 include/pyproject.toml /opt/metrify/pyproject.toml
+COPY --chown=airflow:0 include/metrify /opt/metrify/metrify
 RUN pip install --no-cache-dir --no-deps /opt/metrify
 
 COPY --chown=airflow:0 dags /opt/airflow/dags

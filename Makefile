@@ -7,13 +7,17 @@ UV_VERSION := 0.13.9
 
 .PHONY: run test bench up down kafka-up kafka-down clean lint
 
-$(BIN)/.installed: requirements.txt pyproject.toml
+# requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
+# the tests and the lint tools, pinned against it.
+# requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
+# the tests and the lint tools, pinned against it.
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml include/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	@echo "==> creating $(VENV) and installing pinned requirements (first run only, ~1-2 min)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	@$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt
-	@$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@$(BIN)/uv pip install --python $(BIN)/python -r requirements-dev.txt
+	@$(BIN)/uv pip install --python $(BIN)/python --no-deps -e include -e .
 	@touch $@
 
 MANIFEST := dbt/target/manifest.json
@@ -22,7 +26,7 @@ DBT_SOURCES := $(shell find dbt -name '*.sql' -o -name '*.yml' -o -name '*.csv' 
 # Cosmos renders the dbt DAGs from this manifest; `dbt parse` writes it (never at DAG parse time).
 $(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
 	@echo "==> dbt parse (Cosmos renders the warehouse DAGs from dbt/target/manifest.json)"
-	@$(BIN)/python -c "from metrify.warehouse import build_manifest; build_manifest()"
+	@$(BIN)/python -c "from metrify.warehouse.dbt_runner import build_manifest; build_manifest()"
 
 run: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify run
@@ -31,9 +35,9 @@ test: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed $(MANIFEST)
-	@$(BIN)/python -m metrify.bench --output bench-results/ingest.json
-	@$(BIN)/python -m metrify.bench_quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
-	@$(BIN)/python -m metrify.bench_warehouse --meters 1000
+	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json
+	@$(BIN)/python -m metrify_dev.bench.quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
+	@$(BIN)/python -m metrify_dev.bench.warehouse --meters 1000
 
 up: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify up

@@ -21,13 +21,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from metrify.dag_defaults import deadline, default_args
-from metrify.geography import TSOS
-
-GRID_STATUS = Asset("metrify://lake/raw/grid_status")
+from metrify.assets import RAW_GRID_STATUS
+from metrify.contracts.geography import TSOS
+from metrify.oncall.defaults import deadline, default_args
+from metrify.sources.schedule import window_params
 
 
 @dag(
@@ -38,10 +38,7 @@ GRID_STATUS = Asset("metrify://lake/raw/grid_status")
     deadline=deadline(timedelta(minutes=30), "ingest_grid_status"),
     max_active_runs=4,
     default_args=default_args(execution_timeout=timedelta(minutes=10), retry_delay=timedelta(minutes=5)),
-    params={
-        "window_start": Param(None, type=["null", "string"], description="override: ISO start (UTC)"),
-        "window_end": Param(None, type=["null", "string"], description="override: ISO end (UTC)"),
-    },
+    params=window_params(),
     tags=["metrify", "ingest", "grid", "api"],
     doc_md=__doc__,
 )
@@ -52,9 +49,10 @@ def ingest_grid_status():
 
         return frequency_task(data_interval_start, data_interval_end, params)
 
-    @task(outlets=[GRID_STATUS], map_index_template="{{ map_label }}")
-    def land_operator(operator: str, hz: dict[str, float], data_interval_start=None, data_interval_end=None,
-                      params=None) -> dict:
+    @task(outlets=[RAW_GRID_STATUS], map_index_template="{{ map_label }}")
+    def land_operator(
+        operator: str, hz: dict[str, float], data_interval_start=None, data_interval_end=None, params=None
+    ) -> dict:
         from metrify.sources.tasks import grid_operator_task
 
         get_current_context()["map_label"] = operator

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 
-from metrify.dag_defaults import deadline, default_args
-
-RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
+from metrify.assets import RAW_METER_READINGS
+from metrify.oncall.defaults import deadline, default_args
 
 DOC = """
 ### Meter readings: Kafka → `raw/meter_readings/` (Parquet)
@@ -37,19 +36,19 @@ On failure: see `RUNBOOK.md` (sections *Broker down*, *Reconciliation failed*).
 def ingest_meter_readings():
     @task
     def list_partitions() -> list[int]:
-        from metrify.ingest import list_partitions
+        from metrify.ingest.tasks import list_partitions
 
         return list_partitions()
 
     @task(max_active_tis_per_dagrun=8)
     def drain(partition: int) -> dict:
-        from metrify.ingest import drain_one
+        from metrify.ingest.tasks import drain_one
 
         return drain_one(partition)
 
     @task(outlets=[RAW_METER_READINGS])
     def reconcile(reports: list[dict]) -> dict:
-        from metrify.ingest import reconcile
+        from metrify.ingest.tasks import reconcile
 
         return reconcile(list(reports))
 

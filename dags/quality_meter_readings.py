@@ -16,7 +16,8 @@ Runs whenever the ingestion updates `metrify://lake/raw/meter_readings`.
    Otherwise the usable rows go to `validated/meter_readings/date=/hour=/` and the asset is
    updated (extra: date, hour, rows, quality score).
 3. **detect_anomalies** (runs also when a gate failed) – rules and robust statistics over each
-   touched meter-day (UTC day of the interval start: reading_ts in (D 00:00, D+1 00:00]); findings to `anomalies/meter_readings/date=/`, meter-day quality scores to
+   touched meter-day (UTC day of the interval start: reading_ts in (D 00:00, D+1 00:00]); findings
+   to `anomalies/meter_readings/date=/`, meter-day quality scores to
    `quality/meter_day_scores/date=/`.
 4. **summary** – logs the counts; it needs every gate to pass, so a blocked interval marks the
    whole run failed (the anomaly task alone would otherwise make the run look successful).
@@ -29,12 +30,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from metrify.dag_defaults import deadline, default_args
-
-RAW_METER_READINGS = Asset("metrify://lake/raw/meter_readings")
-VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
+from metrify.assets import RAW_METER_READINGS, VALIDATED_METER_READINGS
+from metrify.oncall.defaults import deadline, default_args
 
 
 @dag(
@@ -51,7 +50,7 @@ VALIDATED_METER_READINGS = Asset("metrify://lake/validated/meter_readings")
 def quality_meter_readings() -> None:
     @task
     def find_intervals() -> list[dict[str, Any]]:
-        from metrify.quality import intervals_from_request
+        from metrify.quality.tasks import intervals_from_request
 
         context = get_current_context()
         extras = []
@@ -63,24 +62,15 @@ def quality_meter_readings() -> None:
     # one gate at a time: the GX file context (suites, results, Data Docs) is shared on disk
     @task(outlets=[VALIDATED_METER_READINGS], max_active_tis_per_dagrun=1)
     def gate(interval: dict[str, Any]) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
+        from metrify.quality.tasks import gate_meter_hour
 
-        from metrify.quality import QualityGateError, run_gate
-
-        try:
-            report = run_gate(interval["date"], int(interval["hour"]))
-        except QualityGateError as exc:  # bad data: a retry cannot fix it
-            raise AirflowFailException(str(exc)) from exc
-        get_current_context()["outlet_events"][VALIDATED_METER_READINGS].extra = {
-            "date": report.date, "hour": report.hour, "rows": report.validated,
-            "quality_score": report.score["quality_score"], "quality_tier": report.score["quality_tier"],
-        }
-        return {"date": report.date, "hour": report.hour, "validated": report.validated,
-                "quarantined": report.quarantined, "quality_score": report.score["quality_score"]}
+        event_extra, summary = gate_meter_hour(interval)
+        get_current_context()["outlet_events"][VALIDATED_METER_READINGS].extra = event_extra
+        return summary
 
     @task(trigger_rule="all_done")
     def detect_anomalies(intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from metrify.quality import days_for_intervals, run_anomalies
+        from metrify.quality.tasks import days_for_intervals, run_anomalies
 
         return [run_anomalies(day) for day in days_for_intervals(intervals)]
 
@@ -88,7 +78,7 @@ def quality_meter_readings() -> None:
     def summary(gates: list[dict[str, Any]], days: list[dict[str, Any]]) -> dict[str, Any]:
         """Runs only when every gate passed: a blocked interval leaves it upstream_failed, so the
         run is marked failed even though detect_anomalies (all_done) succeeded."""
-        from metrify.quality import run_summary
+        from metrify.quality.tasks import run_summary
 
         return run_summary(list(gates), list(days))
 

@@ -3,7 +3,8 @@
 
 Runs whenever `metrify://lake/raw/grid_status` or `metrify://lake/raw/weather` is updated.
 
-1. **find_grid_status_days** / **find_weather_days** – UTC days of each dataset whose raw files changed since the gate last judged
+1. **find_grid_status_days** / **find_weather_days** – UTC days of each dataset whose raw files
+   changed since the gate last judged
    them (or `{"grid_status": [...dates], "weather": [...dates]}` in a manual run's conf).
 2. **gate_grid_status** / **gate_weather** (mapped per day) – Great Expectations suites
    `grid_status` / `weather` (schema, types, key uniqueness, physical bounds as *critical*,
@@ -23,28 +24,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from metrify.dag_defaults import deadline, default_args
-
-RAW_GRID_STATUS = Asset("metrify://lake/raw/grid_status")
-RAW_WEATHER = Asset("metrify://lake/raw/weather")
-VALIDATED_GRID_STATUS = Asset("metrify://lake/validated/grid_status")
-VALIDATED_WEATHER = Asset("metrify://lake/validated/weather")
-
-
-def _gate(dataset: str, date: str, asset: Asset) -> dict[str, Any]:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from metrify.quality import QualityGateError
-    from metrify.quality_sources import run_source_gate
-
-    try:
-        report = run_source_gate(dataset, date)
-    except QualityGateError as exc:  # bad data: a retry cannot fix it
-        raise AirflowFailException(str(exc)) from exc
-    get_current_context()["outlet_events"][asset].extra = {"date": date, "rows": report["validated"]}
-    return {k: report[k] for k in ("dataset", "date", "rows", "validated", "quarantined", "passed")}
+from metrify.assets import RAW_GRID_STATUS, RAW_WEATHER, VALIDATED_GRID_STATUS, VALIDATED_WEATHER
+from metrify.oncall.defaults import deadline, default_args
 
 
 @dag(
@@ -61,33 +44,40 @@ def _gate(dataset: str, date: str, asset: Asset) -> dict[str, Any]:
 def quality_sources() -> None:
     @task
     def find_days(dataset: str) -> list[str]:
-        from metrify.quality_sources import pending_days
+        from metrify.quality.tasks import source_days
 
-        conf = dict(getattr(get_current_context().get("dag_run"), "conf", None) or {})
-        return sorted(set(conf[dataset])) if conf.get(dataset) else pending_days(dataset)
+        return source_days(dataset, dict(getattr(get_current_context().get("dag_run"), "conf", None) or {}))
 
     # one gate per dataset at a time: each dataset's GX file context is shared on disk
     @task(outlets=[VALIDATED_GRID_STATUS], max_active_tis_per_dagrun=1)
     def gate_grid_status(date: str) -> dict[str, Any]:
-        return _gate("grid_status", date, VALIDATED_GRID_STATUS)
+        from metrify.quality.tasks import gate_source_day
+
+        event_extra, summary = gate_source_day("grid_status", date)
+        get_current_context()["outlet_events"][VALIDATED_GRID_STATUS].extra = event_extra
+        return summary
 
     @task(outlets=[VALIDATED_WEATHER], max_active_tis_per_dagrun=1)
     def gate_weather(date: str) -> dict[str, Any]:
-        return _gate("weather", date, VALIDATED_WEATHER)
+        from metrify.quality.tasks import gate_source_day
+
+        event_extra, summary = gate_source_day("weather", date)
+        get_current_context()["outlet_events"][VALIDATED_WEATHER].extra = event_extra
+        return summary
 
     @task(trigger_rule="all_done")
     def grid_anomalies(dates: list[str]) -> list[dict[str, Any]]:
-        from metrify.quality_sources import run_grid_anomalies
+        from metrify.quality.tasks import grid_anomalies_of
 
-        return [run_grid_anomalies(date) for date in dates]
+        return grid_anomalies_of(list(dates))
 
     @task
     def summary(grid: list[dict[str, Any]], weather: list[dict[str, Any]]) -> dict[str, Any]:
         """Needs every gate to pass, so a blocked day marks the run failed (grid_anomalies, which
         runs regardless, would otherwise make the run look successful)."""
-        reports = list(grid) + list(weather)
-        return {"days": len(reports), "validated_rows": sum(r["validated"] for r in reports),
-                "quarantined_rows": sum(r["quarantined"] for r in reports)}
+        from metrify.quality.tasks import source_summary
+
+        return source_summary(list(grid) + list(weather))
 
     grid_days = find_days.override(task_id="find_grid_status_days")("grid_status")
     weather_days = find_days.override(task_id="find_weather_days")("weather")

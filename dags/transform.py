@@ -11,26 +11,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, dag, task
-from cosmos import DbtTaskGroup
+from airflow.sdk import dag, task
 
-from metrify import transform
-from metrify.dag_defaults import deadline, default_args
-
-VALIDATED_READINGS = Asset("metrify://lake/validated/meter_readings")
-GRID_STATUS = Asset("metrify://lake/raw/grid_status")
-WEATHER = Asset("metrify://lake/raw/weather")
-WAREHOUSE_MARTS = Asset("metrify://warehouse/marts")
+from metrify.assets import RAW_GRID_STATUS, RAW_WEATHER, VALIDATED_METER_READINGS, WAREHOUSE_MARTS
+from metrify.oncall.defaults import deadline, default_args
+from metrify.warehouse import cosmos_config
+from metrify.warehouse.wiring import build_warehouse
 
 
 @dag(
     dag_id="transform",
-    schedule=(VALIDATED_READINGS | GRID_STATUS | WEATHER),
+    schedule=(VALIDATED_METER_READINGS | RAW_GRID_STATUS | RAW_WEATHER),
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=transform.max_active_tasks(),
-    default_args=default_args(execution_timeout=timedelta(minutes=30), retry_delay=timedelta(seconds=30),
-                              pool=transform.pool()),
+    max_active_tasks=cosmos_config.max_active_tasks(),
+    default_args=default_args(
+        execution_timeout=timedelta(minutes=30), retry_delay=timedelta(seconds=30), pool=cosmos_config.pool()
+    ),
     deadline=deadline(timedelta(minutes=60), "transform"),
     tags=["metrify", "warehouse", "dbt", "cosmos"],
     doc_md=__doc__,
@@ -40,37 +37,11 @@ def transform_dag():
     def load_lake(triggering_asset_events=None) -> dict:
         """Load every lake interval that changed into the warehouse's raw schema (meter readings:
         only the intervals the quality gate validated, when its asset event lists them)."""
-        from metrify import warehouse
+        from metrify.warehouse.tasks import load_changed_lake
 
-        validated = warehouse.validated_intervals(triggering_asset_events)
-        return warehouse.load_lake_for_transform(validated=validated)
+        return load_changed_lake(triggering_asset_events)
 
-    @task
-    def load_registry() -> int:
-        """Copy the meter registry from PostgreSQL (postgres_default) into the warehouse."""
-        from metrify import warehouse
-
-        return warehouse.load_registry_for_transform()
-
-    dbt = DbtTaskGroup(
-        group_id="dbt",
-        project_config=transform.project_config(),
-        profile_config=transform.profile_config(),
-        execution_config=transform.execution_config(),
-        render_config=transform.render_config(exclude=["path:models/metrics"]),
-        operator_args=transform.operator_args(hourly=True),
-    )
-
-    transform.producer_first(dbt)  # WATCHER mode only (METRIFY_DBT_EXECUTION_MODE)
-
-    @task(outlets=[WAREHOUSE_MARTS])
-    def report() -> dict:
-        """Row counts of what the warehouse holds now (DuckDB)."""
-        from metrify import warehouse
-
-        return warehouse.summary() if warehouse.warehouse_target() == "duckdb" else {}
-
-    [load_lake(), load_registry()] >> dbt >> report()
+    build_warehouse(load_lake(), hourly=True, outlet=WAREHOUSE_MARTS)
 
 
 transform_dag()

@@ -13,13 +13,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
-from cosmos import DbtTaskGroup
+from airflow.sdk import dag, task
 
-from metrify import transform
-from metrify.dag_defaults import deadline, default_args
-
-WAREHOUSE_METRICS = Asset("metrify://warehouse/metrics")
+from metrify.assets import WAREHOUSE_METRICS
+from metrify.oncall.defaults import deadline, default_args
+from metrify.warehouse import cosmos_config
+from metrify.warehouse.wiring import build_warehouse
 
 
 @dag(
@@ -28,9 +27,10 @@ WAREHOUSE_METRICS = Asset("metrify://warehouse/metrics")
     start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Berlin"),
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=transform.max_active_tasks(),
-    default_args=default_args(execution_timeout=timedelta(minutes=60), retry_delay=timedelta(minutes=1),
-                              pool=transform.pool()),
+    max_active_tasks=cosmos_config.max_active_tasks(),
+    default_args=default_args(
+        execution_timeout=timedelta(minutes=60), retry_delay=timedelta(minutes=1), pool=cosmos_config.pool()
+    ),
     deadline=deadline(timedelta(minutes=120), "warehouse_daily"),
     tags=["metrify", "warehouse", "dbt", "cosmos", "metrics"],
     doc_md=__doc__,
@@ -40,35 +40,11 @@ def warehouse_daily():
     def reload_day(data_interval_start=None, data_interval_end=None) -> dict:
         """Replace the lake dates of the business day this run rebuilds (the Europe/Berlin day
         before the run's date) in the warehouse's raw schema."""
-        from metrify import warehouse
+        from metrify.warehouse.tasks import reload_business_day
 
-        business, utc_days = warehouse.daily_run_days(data_interval_start, data_interval_end)
-        return {"business_days": [str(d) for d in business], **warehouse.load_lake_for_transform(days=utc_days)}
+        return reload_business_day(data_interval_start, data_interval_end)
 
-    @task
-    def load_registry() -> int:
-        from metrify import warehouse
-
-        return warehouse.load_registry_for_transform()
-
-    dbt = DbtTaskGroup(
-        group_id="dbt",
-        project_config=transform.project_config(),
-        profile_config=transform.profile_config(),
-        execution_config=transform.execution_config(),
-        render_config=transform.render_config(),
-        operator_args=transform.operator_args(),
-    )
-
-    transform.producer_first(dbt)  # WATCHER mode only (METRIFY_DBT_EXECUTION_MODE)
-
-    @task(outlets=[WAREHOUSE_METRICS])
-    def report() -> dict:
-        from metrify import warehouse
-
-        return warehouse.summary() if warehouse.warehouse_target() == "duckdb" else {}
-
-    [reload_day(), load_registry()] >> dbt >> report()
+    build_warehouse(reload_day(), hourly=False, outlet=WAREHOUSE_METRICS)
 
 
 warehouse_daily()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from metrify_dev import kafka_mock
+
 # Airflow reads its configuration once, at first import: point it at a throw-away home so the
 # tests never touch ~/airflow or the developer's .metrify/airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="metrify-test-airflow-"))
@@ -41,19 +43,11 @@ def metrify_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """One embedded Kafka broker (a real Kafka-protocol server on loopback) for the session."""
-    from metrify import kafka
-    from metrify.settings import load_settings
+    from metrify.config import environ_overrides, load_settings
 
     home = tmp_path_factory.mktemp("broker")
-    previous = os.environ.get("METRIFY_HOME")
-    os.environ["METRIFY_HOME"] = str(home)
-    try:
+    with environ_overrides({"METRIFY_HOME": str(home)}):
         settings = load_settings()
-        info = kafka.up(settings)
-    finally:
-        if previous is None:
-            os.environ.pop("METRIFY_HOME", None)
-        else:
-            os.environ["METRIFY_HOME"] = previous
+        info = kafka_mock.up(settings)
     yield {**info, "home": home, "settings": settings}
-    kafka.down(settings)
+    kafka_mock.down(settings)

@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from metrify.settings import Settings, load_settings
+from metrify.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -89,8 +89,14 @@ class ParquetFile:
     `discard()` drops an unfinished file. Safe to write from several threads.
     """
 
-    def __init__(self, path: ObjectStoragePath, schema: pa.Schema, staging: ObjectStoragePath | None = None,
-                 row_group_rows: int = 1, dictionary_columns: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: ObjectStoragePath,
+        schema: pa.Schema,
+        staging: ObjectStoragePath | None = None,
+        row_group_rows: int = 1,
+        dictionary_columns: list[str] | None = None,
+    ) -> None:
         self.path = path
         self.row_group_rows = row_group_rows
         self._pending: list[pa.Table] = []

@@ -1,6 +1,7 @@
 """The local stack (`metrify up`) and a headless Chromium for the browser tests.
 
-One stack per module (its environment changes are undone when the module ends): Kafka, the simulator feed and Airflow's API server, scheduler, DAG
+One stack per module (its environment changes are undone when the module ends): Kafka, the
+simulator feed and Airflow's API server, scheduler, DAG
 processor and triggerer, on a free port, in a private METRIFY_HOME. Tasks get no retries here
 (METRIFY_TASK_RETRIES=0) so a failure drill fails at once. Screenshots are kept as artifacts in
 `test-artifacts/browser/`.
@@ -31,8 +32,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from metrify import stack as local_stack
-    from metrify.settings import load_settings
+    from metrify.config import load_settings
+    from metrify_dev import stack as local_stack
 
     home = tmp_path_factory.mktemp("stack")
     overrides = {
@@ -58,16 +59,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    require(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
-            "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    require(
+        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+        "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)

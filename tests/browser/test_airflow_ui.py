@@ -11,16 +11,24 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from metrify import kafka
+from metrify_dev import kafka_mock
 
-EXPECTED_DAGS = ("ingest_meter_readings", "ingest_grid_status", "ingest_weather", "quality_meter_readings",
-                 "quality_sources", "transform", "warehouse_daily")
+EXPECTED_DAGS = (
+    "ingest_meter_readings",
+    "ingest_grid_status",
+    "ingest_weather",
+    "quality_meter_readings",
+    "quality_sources",
+    "transform",
+    "warehouse_daily",
+)
 pytestmark = pytest.mark.browser
 
 
 def api(stack: dict, user: str = "admin") -> requests.Session:
-    token = requests.post(f"{stack['url']}/auth/token", timeout=10,
-                          json={"username": user, "password": stack["passwords"][user]})
+    token = requests.post(
+        f"{stack['url']}/auth/token", timeout=10, json={"username": user, "password": stack["passwords"][user]}
+    )
     token.raise_for_status()
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
@@ -75,8 +83,9 @@ def test_api_requires_login_and_roles_are_enforced(stack) -> None:
     assert requests.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 401
     viewer = api(stack, "viewer")
     assert viewer.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 200
-    refused = viewer.post(f"{stack['url']}/api/v2/dags/ingest_meter_readings/dagRuns", json={"logical_date": None},
-                          timeout=10)
+    refused = viewer.post(
+        f"{stack['url']}/api/v2/dags/ingest_meter_readings/dagRuns", json={"logical_date": None}, timeout=10
+    )
     assert refused.status_code == 403, "a viewer must not trigger DAGs"
 
 
@@ -135,7 +144,7 @@ def test_failed_task_log_names_the_problem_and_the_runbook(stack, browser, scree
     """The 3 a.m. case: the broker is down; the failed task's log says so and links the runbook."""
     session = api(stack)
     known = {r["dag_run_id"] for r in runs(session, stack, "ingest_meter_readings")}
-    kafka.down(stack["settings"])
+    kafka_mock.down(stack["settings"])
     login(browser, stack)
     click_trigger(browser, stack, "ingest_meter_readings")
     run = wait_for_new_run(session, stack, "ingest_meter_readings", known, {"success", "failed"})
@@ -157,9 +166,12 @@ def start_backfill_from_ui(browser, stack: dict, dag_id: str, start: str, end: s
     wait.until(lambda d: d.find_element(By.XPATH, "//*[normalize-space()='Backfill']")).click()
     for index, moment in enumerate((start, end)):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='datetime-input']"))[index].click()
-        popover = wait.until(lambda d: d.find_element(
-            By.CSS_SELECTOR, "[data-scope='popover'][data-part='content'][data-state='open']"))
-        date_field, time_field = popover.find_elements(By.CSS_SELECTOR, "input[placeholder='YYYY/MM/DD'], input[placeholder='HH:mm']")
+        popover = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "[data-scope='popover'][data-part='content'][data-state='open']")
+        )
+        date_field, time_field = popover.find_elements(
+            By.CSS_SELECTOR, "input[placeholder='YYYY/MM/DD'], input[placeholder='HH:mm']"
+        )
         day, clock = moment.split(" ")
         for field, value in ((date_field, day), (time_field, clock)):
             field.click()
@@ -167,4 +179,6 @@ def start_backfill_from_ui(browser, stack: dict, dag_id: str, start: str, end: s
             field.send_keys(value)
         time_field.send_keys(Keys.ENTER)
         browser.find_element(By.XPATH, "//*[normalize-space()='Date Range']").click()  # close the picker
-    wait.until(lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Run Backfill' and not(@disabled)]")).click()
+    wait.until(
+        lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Run Backfill' and not(@disabled)]")
+    ).click()

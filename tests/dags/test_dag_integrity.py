@@ -11,8 +11,15 @@ import pytest
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
-EXPECTED_DAGS = {"ingest_meter_readings", "ingest_grid_status", "ingest_weather", "transform", "warehouse_daily",
-                 "quality_meter_readings", "quality_sources"}
+EXPECTED_DAGS = {
+    "ingest_meter_readings",
+    "ingest_grid_status",
+    "ingest_weather",
+    "transform",
+    "warehouse_daily",
+    "quality_meter_readings",
+    "quality_sources",
+}
 
 
 def _dagbag(path: Path):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-import pendulum
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pendulum
 import pytest
-
-import tests.gridweather  # noqa: F401  (isolated AIRFLOW_HOME when run alone)
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -56,9 +53,11 @@ def test_on_call_basics(dags, dag_id: str) -> None:
 def test_window_resolution() -> None:
     from metrify.sources.tasks import window
 
-    a, b = datetime(2026, 11, 22, 10, tzinfo=timezone.utc), datetime(2026, 11, 22, 11, tzinfo=timezone.utc)
+    a, b = datetime(2026, 11, 22, 10, tzinfo=UTC), datetime(2026, 11, 22, 11, tzinfo=UTC)
     assert window(a, b, {}) == (a, b)
     assert window(a, b, {"window_start": "2026-11-21T00:00:00Z", "window_end": "2026-11-22T00:00:00+00:00"}) == (
-        datetime(2026, 11, 21, tzinfo=timezone.utc), datetime(2026, 11, 22, tzinfo=timezone.utc))
+        datetime(2026, 11, 21, tzinfo=UTC),
+        datetime(2026, 11, 22, tzinfo=UTC),
+    )
     with pytest.raises(ValueError, match="empty window"):
         window(a, a, None)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from metrify import transform, warehouse
-from metrify.settings import PROJECT_ROOT
+from metrify.config import PROJECT_ROOT, load_settings
+from metrify.warehouse import cosmos_config, dbt_runner
 
 DAGS = PROJECT_ROOT / "dags"
 
@@ -19,13 +19,15 @@ DAGS = PROJECT_ROOT / "dags"
 def dagbag(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow")
     os.environ.setdefault("AIRFLOW_HOME", str(home))
-    if not transform.manifest_path().exists():
-        warehouse.build_manifest()
+    if not load_settings().dbt_manifest.exists():
+        dbt_runner.build_manifest()
     from airflow.dag_processing.dagbag import DagBag
 
     pycache = tmp_path_factory.mktemp("pycache")
-    return {name: (DagBag(dag_folder=str(DAGS / name)), parse_seconds(name, pycache))
-            for name in ("transform.py", "warehouse_daily.py")}
+    return {
+        name: (DagBag(dag_folder=str(DAGS / name)), parse_seconds(name, pycache))
+        for name in ("transform.py", "warehouse_daily.py")
+    }
 
 
 def parse_seconds(name: str, pycache: Path) -> float:
@@ -63,8 +65,15 @@ def test_dag_parses_fast_without_errors(dagbag, name, dag_id):
 def test_transform_renders_each_model_with_its_tests(dagbag):
     dag = dagbag["transform.py"][0].dags.get("transform")
     ids = set(dag.task_ids)
-    for model in ("stg_meter_readings", "dim_meters", "fct_meter_readings_hourly", "fct_grid_status",
-                  "fct_weather_hourly", "fct_smart_meter_analytics", "fct_meter_anomalies"):
+    for model in (
+        "stg_meter_readings",
+        "dim_meters",
+        "fct_meter_readings_hourly",
+        "fct_grid_status",
+        "fct_weather_hourly",
+        "fct_smart_meter_analytics",
+        "fct_meter_anomalies",
+    ):
         assert f"dbt.{model}.run" in ids and f"dbt.{model}.test" in ids, model
     assert not any("daily_consumption_metrics" in i for i in ids)  # metrics belong to warehouse_daily
     # loads come first, the report last
@@ -75,19 +84,30 @@ def test_transform_renders_each_model_with_its_tests(dagbag):
 
 def test_transform_is_scheduled_on_the_lake_assets(dagbag):
     dag = dagbag["transform.py"][0].dags.get("transform")
-    uris = {a.uri for a in dag.timetable.asset_condition.iter_assets().values()} if hasattr(
-        dag.timetable.asset_condition, "iter_assets") else set()
+    uris = (
+        {a.uri for a in dag.timetable.asset_condition.iter_assets().values()}
+        if hasattr(dag.timetable.asset_condition, "iter_assets")
+        else set()
+    )
     if not uris:
         uris = {str(getattr(a, "uri", a)) for a in dag.timetable.asset_condition.objects}
-    assert uris == {"metrify://lake/validated/meter_readings", "metrify://lake/raw/grid_status",
-                    "metrify://lake/raw/weather"}
+    assert uris == {
+        "metrify://lake/validated/meter_readings",
+        "metrify://lake/raw/grid_status",
+        "metrify://lake/raw/weather",
+    }
 
 
 def test_daily_dag_includes_the_metrics(dagbag):
     dag = dagbag["warehouse_daily.py"][0].dags.get("warehouse_daily")
     ids = set(dag.task_ids)
-    for model in ("daily_consumption_metrics", "grid_stability_metrics", "weather_correlation_metrics",
-                  "meter_quality_tiers", "fct_meter_readings_hourly"):
+    for model in (
+        "daily_consumption_metrics",
+        "grid_stability_metrics",
+        "weather_correlation_metrics",
+        "meter_quality_tiers",
+        "fct_meter_readings_hourly",
+    ):
         assert f"dbt.{model}.run" in ids, model
 
 
@@ -95,15 +115,16 @@ def test_daily_dag_includes_the_metrics(dagbag):
 def test_watcher_producer_runs_first_and_every_model_keeps_a_retryable_task(dagbag, name, dag_id):
     """WATCHER (the measured default): one producer task runs `dbt build` after the loads, the
     first sensors wait for it, and every model and its tests stay a task one can clear alone."""
-    assert transform.execution_mode() == "watcher"
+    assert load_settings().dbt_execution_mode == "watcher"
     dag = dagbag[name][0].dags[dag_id]
     producer = dag.get_task("dbt.dbt_producer_watcher")
-    assert "load_registry" in producer.upstream_task_ids and producer.pool == transform.pool()
+    assert "load_registry" in producer.upstream_task_ids and producer.pool == cosmos_config.pool()
     first = dag.get_task("dbt.stg_meter_readings.run")
     assert producer.task_id in first.upstream_task_ids and first.trigger_rule == "none_failed"
-    sensors = [t for t in dag.tasks if t.task_id.startswith("dbt.") and t.task_id.rsplit(".", 1)[-1] in
-               ("run", "test", "seed")]
+    sensors = [
+        t for t in dag.tasks if t.task_id.startswith("dbt.") and t.task_id.rsplit(".", 1)[-1] in ("run", "test", "seed")
+    ]
     assert len(sensors) >= 18
     for sensor in sensors:
-        assert sensor.retries >= 1 and sensor.pool == transform.pool() and sensor.deferrable, sensor.task_id
+        assert sensor.retries >= 1 and sensor.pool == cosmos_config.pool() and sensor.deferrable, sensor.task_id
         assert hasattr(sensor, "_fallback_to_non_watcher_run"), sensor.task_id  # a retry runs its model alone

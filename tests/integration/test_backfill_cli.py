@@ -7,18 +7,27 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.integration import warehouse_data as wd
-from tests.integration.warehouse_data import metrify_home  # noqa: F401 (fixture)
-from metrify import backfill, lake, warehouse
+from metrify import lake
+from metrify.warehouse import dbt_runner, duckdb_loader, reconcile
+from metrify_dev import airflow_env, backfill, postgres
+from metrify_dev import sample_lake as wd
 
-TABLES = ["staging.stg_meter_readings", "marts.fct_meter_readings_hourly", "marts.fct_smart_meter_analytics",
-          "marts.fct_grid_status", "marts.fct_weather_hourly", "metrics.daily_consumption_metrics",
-          "metrics.grid_stability_metrics", "metrics.weather_correlation_metrics", "metrics.meter_quality_tiers"]
+TABLES = [
+    "staging.stg_meter_readings",
+    "marts.fct_meter_readings_hourly",
+    "marts.fct_smart_meter_analytics",
+    "marts.fct_grid_status",
+    "marts.fct_weather_hourly",
+    "metrics.daily_consumption_metrics",
+    "metrics.grid_stability_metrics",
+    "metrics.weather_correlation_metrics",
+    "metrics.meter_quality_tiers",
+]
 
 
 def snapshot() -> dict[str, pd.DataFrame]:
     out = {}
-    with warehouse.connect_duckdb() as conn:
+    with duckdb_loader.connect_duckdb() as conn:
         for table in TABLES:
             df = conn.execute(f"select * from {table}").df()
             df = df[[c for c in df.columns if not c.startswith("_")]]
@@ -28,36 +37,40 @@ def snapshot() -> dict[str, pd.DataFrame]:
 
 @pytest.mark.airflow
 @pytest.mark.timeout(1200)
-def test_backfill_from_the_command_line_builds_both_days(metrify_home, tmp_path):
+def test_backfill_from_the_command_line_builds_both_days(warehouse_home, tmp_path):
     data = wd.build_lake(lake.lake_root(), meters=5, days=2)  # 2026-03-28 and 2026-03-29 (UTC)
-    warehouse.build_manifest()
-    connections = warehouse.embedded_connections()
-    connections["postgres_default"] = warehouse.seed_registry(data.registry)
+    dbt_runner.build_manifest()
+    connections = airflow_env.duckdb_connection()
+    connections["postgres_default"] = postgres.seed_registry(data.registry)
     try:
         # the runs due at 02:30 Berlin on the 29th (03:30 CEST: DST day) and the 30th rebuild the
         # business days 2026-03-28 and 2026-03-29
-        result = backfill.backfill("warehouse_daily", "2026-03-29", "2026-03-30T02:30:00+02:00",
-                                   extra_connections=connections, timeout=900)
+        result = backfill.backfill(
+            "warehouse_daily", "2026-03-29", "2026-03-30T02:30:00+02:00", extra_connections=connections, timeout=900
+        )
     finally:
-        warehouse.stop_registry_db()
+        postgres.stop_registry_db()
     print(f"\nbackfill of 2 days: {result.seconds:.0f}s (logs: {result.logs})")
     assert result.backfill_id is not None
     assert [r["run_type"] for r in result.runs] == ["backfill", "backfill"], result.runs
-    run_days = [pd.Timestamp(r["logical_date"], tz="UTC").tz_convert("Europe/Berlin").date().isoformat()
-                for r in result.runs]
+    run_days = [
+        pd.Timestamp(r["logical_date"], tz="UTC").tz_convert("Europe/Berlin").date().isoformat() for r in result.runs
+    ]
     assert run_days == ["2026-03-29", "2026-03-30"]
     assert result.succeeded, result.runs
 
-    with warehouse.connect_duckdb() as conn:
-        per_meter = conn.execute("select cast(business_date as varchar), sum(reading_count) / sum(meters) "
-                                 "from metrics.daily_consumption_metrics group by 1 order by 1").fetchall()
+    with duckdb_loader.connect_duckdb() as conn:
+        per_meter = conn.execute(
+            "select cast(business_date as varchar), sum(reading_count) / sum(meters) "
+            "from metrics.daily_consumption_metrics group by 1 order by 1"
+        ).fetchall()
     assert [d for d, _ in per_meter if d in ("2026-03-28", "2026-03-29")] == ["2026-03-28", "2026-03-29"]
     assert dict(per_meter)["2026-03-29"] == 92  # the whole DST day: 23 hours of quarter-hours per meter
     # every hour of the two business days (until 2026-03-29 22:00 UTC) reconciles with the lake
-    assert [m for m in warehouse.reconcile() if m["hour_start"] < "2026-03-29 22:00:00"] == []
+    assert [m for m in reconcile.reconcile() if m["hour_start"] < "2026-03-29 22:00:00"] == []
     # transforming the same days again (outside Airflow) leaves every table as the backfill left it
     backfilled = snapshot()
-    rebuild = warehouse.run_dbt(["build"], target_path=tmp_path / "dbt-target")
+    rebuild = dbt_runner.run_dbt(["build"], target_path=tmp_path / "dbt-target")
     assert rebuild.success, rebuild.failures
     for table, frame in snapshot().items():
         pd.testing.assert_frame_equal(frame, backfilled[table], check_exact=False, rtol=1e-12, obj=table)

@@ -10,26 +10,28 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from metrify import airflow_env, lake
-from metrify.fakes import start_fakes
-from metrify.settings import load_settings
+from metrify import lake
+from metrify.config import load_settings
 from metrify.sources import entsoe, grid
+from metrify_dev import airflow_env
+from metrify_dev.fakes import start_fakes
 
 pytestmark = pytest.mark.airflow
 
-DAY = datetime(2026, 11, 22, tzinfo=timezone.utc)
+DAY = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def _all_text(folder: Path) -> str:
     if not folder.exists():
         return ""
-    return "\n".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()
-                     and p.suffix in {".log", ".json", ""})
+    return "\n".join(
+        p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file() and p.suffix in {".log", ".json", ""}
+    )
 
 
 def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(tmp_path, monkeypatch) -> None:
@@ -38,8 +40,12 @@ def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(t
     monkeypatch.setenv("METRIFY_TASK_RETRIES", "0")  # one try per task: failures show at once
     settings = load_settings()
     start, end = DAY + timedelta(hours=6), DAY + timedelta(hours=8)
-    stack = start_fakes(seed=42, anchor=DAY, now=lambda: DAY + timedelta(days=1),
-                        client_extra={"backoff_base": 0.05, "backoff_max": 0.2, "attempts": 3, "timeout": 5})
+    stack = start_fakes(
+        seed=42,
+        anchor=DAY,
+        now=lambda: DAY + timedelta(days=1),
+        client_extra={"backoff_base": 0.05, "backoff_max": 0.2, "attempts": 3, "timeout": 5},
+    )
     try:
         stack["entsoe"].inject("down", match=entsoe.CONTROL_AREAS["Amprion"])
         stack["entsoe"].inject("5xx", times=1, match=entsoe.CONTROL_AREAS["TenneT"])
@@ -47,9 +53,17 @@ def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(t
         keys = [c["password"] for c in stack.connections.values() if c.get("password")]
         airflow_env.ensure_db(settings)
         run = airflow_env.airflow(
-            "dags", "test", "ingest_grid_status", start.isoformat(),
-            "-c", json.dumps({"window_start": start.isoformat(), "window_end": end.isoformat()}),
-            settings=settings, check=False, capture=True, extra_connections=stack.connections)
+            "dags",
+            "test",
+            "ingest_grid_status",
+            start.isoformat(),
+            "-c",
+            json.dumps({"window_start": start.isoformat(), "window_end": end.isoformat()}),
+            settings=settings,
+            check=False,
+            capture=True,
+            extra_connections=stack.connections,
+        )
     finally:
         stack.stop()
     output = run.stdout + run.stderr
@@ -69,10 +83,12 @@ def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(t
     assert "securityToken=%2A%2A%2A" in output, "redacted requests are what the log shows"
 
     with sqlite3.connect(settings.airflow_home / "airflow.db") as db:
-        events = db.execute("select count(*) from asset_event e join asset a on a.id = e.asset_id "
-                            "where a.uri = 'metrify://lake/raw/grid_status'").fetchone()[0]
-        states = dict(db.execute("select rendered_map_index, state from task_instance "
-                                 "where task_id = 'land_operator'").fetchall())
+        events = db.execute(
+            "select count(*) from asset_event e join asset a on a.id = e.asset_id "
+            "where a.uri = 'metrify://lake/raw/grid_status'"
+        ).fetchone()[0]
+        states = dict(
+            db.execute("select rendered_map_index, state from task_instance where task_id = 'land_operator'").fetchall()
+        )
     assert events >= 3, f"expected an asset event per landed operator, got {events}"
     assert states == {"TenneT": "success", "50Hertz": "success", "Amprion": "failed", "TransnetBW": "success"}
-

@@ -10,23 +10,24 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from metrify import kafka, lake
-from metrify.airflow_env import dags_test, ensure_db
-from metrify.readings import DATASET
-from metrify.settings import load_settings
-from metrify.simulator import SimulationOptions, produce, simulate
-from tests.unit.test_drain import CRASH
+from metrify import lake
+from metrify.config import load_settings
+from metrify.contracts.readings import DATASET
+from metrify.ingest import kafka
+from metrify_dev.airflow_env import dags_test, ensure_db
+from metrify_dev.simulator import SimulationOptions, produce, simulate
+from tests.unit.ingest.test_drain import CRASH
 
 pytestmark = pytest.mark.airflow
 
 
 def _state(root) -> tuple[int, int, int]:
     raw = lake.read_table(root / "raw" / DATASET, columns=["partition", "offset"])
-    keys = set(zip(raw["partition"].to_pylist(), raw["offset"].to_pylist()))
+    keys = set(zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True))
     return raw.num_rows, len(keys), lake.count_rows(root / "quarantine" / DATASET)
 
 
@@ -37,19 +38,28 @@ def test_ingest_dag_end_to_end_exactly_once(broker, metrify_home, monkeypatch) -
     monkeypatch.setenv("METRIFY_CONSUMER_GROUP", group)
     monkeypatch.setenv("METRIFY_BATCH_SIZE", "900")
     settings = load_settings()
-    connection = {settings.kafka_conn_id: {"conn_type": "kafka",
-                                           "extra": {"bootstrap.servers": broker["bootstrap"]}}}
+    connection = {settings.kafka_conn_id: {"conn_type": "kafka", "extra": {"bootstrap.servers": broker["bootstrap"]}}}
 
-    sim = simulate(SimulationOptions(meters=80, start=datetime(2026, 11, 21, tzinfo=timezone.utc), seed=99,
-                                     anomaly_rate=0.1, poison_rate=0.003, late_rate=0.01,
-                                     out_of_order_rate=0.01, duplicate_rate=0.005))
+    sim = simulate(
+        SimulationOptions(
+            meters=80,
+            start=datetime(2026, 11, 21, tzinfo=UTC),
+            seed=99,
+            anomaly_rate=0.1,
+            poison_rate=0.003,
+            late_rate=0.01,
+            out_of_order_rate=0.01,
+            duplicate_rate=0.005,
+        )
+    )
     produce(sim.keys, sim.values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]}))
     produced = sim.counts["messages"]
 
     # An earlier attempt died after writing its first batch of partition 0, before committing.
     config = kafka.consumer_config({"bootstrap.servers": broker["bootstrap"]}, group_id=group)
-    crashed = subprocess.run([sys.executable, "-c", CRASH, json.dumps(config), topic, "0"],
-                             capture_output=True, text=True, timeout=120)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, json.dumps(config), topic, "0"], capture_output=True, text=True, timeout=120
+    )
     assert crashed.returncode == 17, crashed.stderr[-2000:]
 
     ensure_db(settings)

@@ -7,17 +7,20 @@ The gate's and the detectors' logic is covered as plain functions in tests/unit/
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from metrify import lake, quality, readings
-from metrify.airflow_env import dags_test, ensure_db
-from metrify.bench_quality import raw_frame
-from metrify.settings import load_settings
-from metrify.simulator import SimulationOptions, simulate
+from metrify import lake
+from metrify.config import load_settings
+from metrify.contracts import readings
+from metrify.quality import gate, scores
+from metrify.quality import summary as quality_summary
+from metrify_dev.airflow_env import dags_test, ensure_db
+from metrify_dev.bench.quality import raw_frame
+from metrify_dev.simulator import SimulationOptions, simulate
 
 pytestmark = pytest.mark.airflow
 
@@ -25,23 +28,22 @@ pytestmark = pytest.mark.airflow
 def test_quality_dag_gates_each_hour_and_detects_anomalies(metrify_home) -> None:
     settings = load_settings()
     root = lake.lake_root(settings)
-    sim = simulate(SimulationOptions(meters=120, start=datetime(2026, 11, 16, tzinfo=timezone.utc), seed=8,
-                                     anomaly_rate=0.3))
+    sim = simulate(SimulationOptions(meters=120, start=datetime(2026, 11, 16, tzinfo=UTC), seed=8, anomaly_rate=0.3))
     frame = raw_frame(sim)
     frame["kafka_ts"] = frame["kafka_ts"].astype("datetime64[ms, UTC]")
     hours = {}
     for hour in (5, 6):
-        start, end = quality.interval_bounds("2026-11-16", hour)
+        start, end = gate.interval_bounds("2026-11-16", hour)
         hours[hour] = frame[(frame["reading_ts"] >= start) & (frame["reading_ts"] < end)].reset_index(drop=True)
     broken = hours[6]
     rows = np.random.default_rng(1).choice(len(broken), 25, replace=False)
     broken.loc[rows, "consumption_kwh"] = -0.25  # 5 % impossible imports: a firmware fault, block it
     for hour, part in hours.items():
         table = pa.Table.from_pandas(part, preserve_index=False).cast(readings.RAW_SCHEMA)
-        lake.write_parquet(table, quality.raw_partition(root, "2026-11-16", hour) / "meter-readings+0+0-1.parquet")
+        lake.write_parquet(table, gate.raw_partition(root, "2026-11-16", hour) / "meter-readings+0+0-1.parquet")
 
     ensure_db(settings)
-    log_path = metrify_home / "logs" / "quality.log"
+    log_path = metrify_home / "logs" / "gate.log"
     succeeded = dags_test("quality_meter_readings", log_path, settings)
     log_text = log_path.read_text(errors="replace")
     assert not succeeded, "a run with a blocked interval must fail"
@@ -54,23 +56,27 @@ def test_quality_dag_gates_each_hour_and_detects_anomalies(metrify_home) -> None
 
     validated = lake.read_table(root / "validated" / "meter_readings").to_pandas()
     assert set(validated["reading_ts"].dt.hour) == {5}, "only the good hour may reach validated/"
-    quarantined = lake.read_table(root / "quarantine" / quality.QUARANTINE_DATASET / "date=2026-11-16"
-                                  / "hour=06").to_pandas()
+    quarantined = lake.read_table(
+        root / "quarantine" / quality_summary.QUARANTINE_DATASET / "date=2026-11-16" / "hour=06"
+    ).to_pandas()
     assert (quarantined["consumption_kwh"] < 0).sum() == (broken["consumption_kwh"] < 0).sum()
-    markers = {h: lake.read_json(quality.marker_path(root, "2026-11-16", h)) for h in (5, 6)}
+    markers = {h: lake.read_json(gate.marker_path(root, "2026-11-16", h)) for h in (5, 6)}
     assert markers[5]["passed"] is True and markers[6]["passed"] is False
 
     # the anomaly task ran although a gate failed (trigger rule all_done)
     found = lake.read_table(root / "anomalies" / "meter_readings" / "date=2026-11-16").to_pandas()
     assert (found["anomaly_type"] == "negative_consumption").sum() >= 25
-    assert lake.count_rows(root / "quality" / quality.SCORE_DATASET) > 0
+    assert lake.count_rows(root / "quality" / scores.SCORE_DATASET) > 0
 
     # the validated asset got exactly one event: the hour that passed
     from sqlalchemy import create_engine, text
 
     engine = create_engine(f"sqlite:///{settings.airflow_home / 'airflow.db'}")
     with engine.connect() as connection:
-        events = connection.execute(text(
-            "select e.extra from asset_event e join asset a on a.id = e.asset_id "
-            "where a.uri = 'metrify://lake/validated/meter_readings'")).fetchall()
+        events = connection.execute(
+            text(
+                "select e.extra from asset_event e join asset a on a.id = e.asset_id "
+                "where a.uri = 'metrify://lake/validated/meter_readings'"
+            )
+        ).fetchall()
     assert len(events) == 1 and '"hour": 5' in events[0][0]

@@ -11,45 +11,54 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration import warehouse_data as wd
-from tests.integration.warehouse_data import metrify_home  # noqa: F401 (fixture)
-from metrify import lake, warehouse
+from metrify import lake
+from metrify.warehouse import dbt_runner, duckdb_loader, reconcile, registry
+from metrify_dev import postgres
+from metrify_dev import sample_lake as wd
+from tests.integration.oracles import expected_hourly
 
 TABLES = [
-    "staging.stg_meter_readings", "marts.dim_meters", "marts.fct_meter_readings_hourly",
-    "marts.fct_grid_status", "marts.fct_weather_hourly", "marts.fct_smart_meter_analytics",
-    "marts.fct_meter_anomalies", "metrics.daily_consumption_metrics", "metrics.grid_stability_metrics",
-    "metrics.weather_correlation_metrics", "metrics.meter_quality_tiers",
+    "staging.stg_meter_readings",
+    "marts.dim_meters",
+    "marts.fct_meter_readings_hourly",
+    "marts.fct_grid_status",
+    "marts.fct_weather_hourly",
+    "marts.fct_smart_meter_analytics",
+    "marts.fct_meter_anomalies",
+    "metrics.daily_consumption_metrics",
+    "metrics.grid_stability_metrics",
+    "metrics.weather_correlation_metrics",
+    "metrics.meter_quality_tiers",
 ]
 
 
 @pytest.fixture(scope="module")
-def built(metrify_home, tmp_path_factory):
+def built(warehouse_home, tmp_path_factory):
     root = lake.lake_root()
     data = wd.build_lake(root, meters=20, days=2)
-    report = warehouse.sync()
+    report = duckdb_loader.sync()
     # the registry goes lake-less: simulator -> PostgreSQL (embedded pgserver) -> warehouse
-    uri = warehouse.start_registry_db()
+    uri = postgres.start_registry_db()
     try:
-        assert warehouse.write_registry(data.registry, uri) == len(data.registry)
-        registry = warehouse.read_registry(uri)
+        assert postgres.write_registry(data.registry, uri) == len(data.registry)
+        rows = registry.read_registry(uri)
     finally:
-        warehouse.stop_registry_db()
-    warehouse.load_registry_duckdb(registry)
+        postgres.stop_registry_db()
+    duckdb_loader.load_registry_duckdb(rows)
     target = tmp_path_factory.mktemp("dbt-target")
     started = time.perf_counter()
-    result = warehouse.run_dbt(["build"], target_path=target)
+    result = dbt_runner.run_dbt(["build"], target_path=target)
     print(f"\ndbt build on DuckDB: {time.perf_counter() - started:.1f}s, {len(result.statuses)} nodes")
     return {"data": data, "sync": report, "build": result, "target": target, "registry": registry}
 
 
 def query(sql: str) -> list[tuple]:
-    with warehouse.connect_duckdb() as conn:
+    with duckdb_loader.connect_duckdb() as conn:
         return conn.execute(sql).fetchall()
 
 
 def frame(sql: str) -> pd.DataFrame:
-    with warehouse.connect_duckdb() as conn:
+    with duckdb_loader.connect_duckdb() as conn:
         return conn.execute(sql).df()
 
 
@@ -58,14 +67,14 @@ def test_sync_loads_every_raw_row_once(built):
     assert built["sync"].rows > written  # readings plus grid, weather, anomalies
     assert query("select count(*) from raw.meter_readings")[0][0] == written
     # nothing changed in the lake: a second sync loads nothing
-    again = warehouse.sync()
+    again = duckdb_loader.sync()
     assert again.loaded == [] and again.unchanged == len(built["sync"].loaded)
 
 
 def test_reloading_an_interval_replaces_it(built):
     before = query("select count(*), sum(consumption_kwh) from raw.meter_readings")[0]
-    first = warehouse.load_interval("meter_readings", "2026-03-29", 5)
-    second = warehouse.load_interval("meter_readings", "2026-03-29", 5)
+    first = duckdb_loader.load_interval("meter_readings", "2026-03-29", 5)
+    second = duckdb_loader.load_interval("meter_readings", "2026-03-29", 5)
     assert first.rows == second.rows == 80  # 20 meters x 4 readings
     assert query("select count(*), sum(consumption_kwh) from raw.meter_readings")[0] == pytest.approx(before)
 
@@ -74,53 +83,74 @@ def test_registry_round_trip_through_postgres(built):
     registry = built["registry"]
     source = built["data"].registry
     assert list(registry["meter_id"]) == sorted(source["meter_id"])
-    rows = query("select meter_id, load_profile, grid_operator, cast(installed_date as varchar) "
-                 "from marts.dim_meters order by meter_id")
+    rows = query(
+        "select meter_id, load_profile, grid_operator, cast(installed_date as varchar) "
+        "from marts.dim_meters order by meter_id"
+    )
     expected = source.sort_values("meter_id")
-    assert rows == list(zip(expected["meter_id"], expected["load_profile"], expected["grid_operator"],
-                            [str(d) for d in expected["installed_date"]], strict=True))
+    assert rows == list(
+        zip(
+            expected["meter_id"],
+            expected["load_profile"],
+            expected["grid_operator"],
+            [str(d) for d in expected["installed_date"]],
+            strict=True,
+        )
+    )
 
 
 def test_dbt_build_succeeds_and_fills_every_table(built):
     result = built["build"]
     assert result.success, result.failures
     assert "test.metrify.assert_meter_readings_reconcile" in {k.rsplit(".", 1)[0] for k in result.statuses} or any(
-        k.startswith("test.metrify.assert_meter_readings_reconcile") for k in result.statuses)
+        k.startswith("test.metrify.assert_meter_readings_reconcile") for k in result.statuses
+    )
     for table in TABLES:
         assert query(f"select count(*) from {table}")[0][0] > 0, table
     # one anomaly row (the negative reading), joined to its meter
     assert query("select anomaly_type, region is not null from marts.fct_meter_anomalies") == [
-        ("negative_consumption", True)]
+        ("negative_consumption", True)
+    ]
     # the DST day 2026-03-29 has 23 local hours: 92 readings per meter
-    assert query("select distinct reading_count / meters from metrics.daily_consumption_metrics "
-                 "where business_date = date '2026-03-29'") == [(92,)]
+    assert query(
+        "select distinct reading_count / meters from metrics.daily_consumption_metrics "
+        "where business_date = date '2026-03-29'"
+    ) == [(92,)]
 
 
-def test_facts_reconcile_with_the_lake(built):  # noqa: PLR0915
+def test_facts_reconcile_with_the_lake(built):
     """Counts and kWh per hour in the fact equal the distinct raw readings, computed in pandas."""
-    expected = wd.expected_hourly(built["data"].readings)
-    fact = frame("select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
-                 "from marts.fct_meter_readings_hourly group by hour_start order by hour_start").set_index("hour_start")
+    expected = expected_hourly(built["data"].readings)
+    fact = frame(
+        "select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
+        "from marts.fct_meter_readings_hourly group by hour_start order by hour_start"
+    ).set_index("hour_start")
     fact.index = pd.DatetimeIndex(fact.index)
     expected.index = pd.DatetimeIndex(expected.index).as_unit(fact.index.unit)
     assert list(fact.index) == list(expected.index)
     assert (fact["readings"].to_numpy() == expected["readings"].to_numpy()).all()
     assert fact["consumption_kwh"].to_numpy() == pytest.approx(expected["consumption_kwh"].to_numpy(), abs=1e-9)
     # and the same from the lake's Parquet files themselves
-    assert warehouse.reconcile() == []
+    assert reconcile.reconcile() == []
     # ... a check that does notice a lost kWh
-    tamper = ("update marts.fct_meter_readings_hourly set consumption_kwh = consumption_kwh {} 0.5 "
-              "where hour_start = timestamp '2026-03-29 12:00:00' and meter_id = (select min(meter_id) from raw.meter_registry)")
+    tamper = (
+        "update marts.fct_meter_readings_hourly set consumption_kwh = consumption_kwh {} 0.5 "
+        "where hour_start = timestamp '2026-03-29 12:00:00' "
+        "and meter_id = (select min(meter_id) from raw.meter_registry)"
+    )
     query(tamper.format("-"))
     try:
-        assert [m["hour_start"] for m in warehouse.reconcile()] == ["2026-03-29 12:00:00"]
-        dbt_check = warehouse.run_dbt(["test", "--select", "assert_meter_readings_reconcile"],
-                                      target_path=built["target"])
+        assert [m["hour_start"] for m in reconcile.reconcile()] == ["2026-03-29 12:00:00"]
+        dbt_check = dbt_runner.run_dbt(
+            ["test", "--select", "assert_meter_readings_reconcile"], target_path=built["target"]
+        )
         assert not dbt_check.success and list(dbt_check.statuses.values()) == ["fail"]
     finally:
         query(tamper.format("+"))
     # the conflicting duplicate counts once, with the later delivery's value
-    assert query("select sum(conflicting_readings), sum(duplicate_copies) from marts.fct_meter_readings_hourly") == [(1, 10)]
+    assert query("select sum(conflicting_readings), sum(duplicate_copies) from marts.fct_meter_readings_hourly") == [
+        (1, 10)
+    ]
 
 
 def test_late_data_updates_the_right_hour_without_duplicates(built, tmp_path):
@@ -133,21 +163,24 @@ def test_late_data_updates_the_right_hour_without_duplicates(built, tmp_path):
     root = lake.lake_root()
     late_at = data.end + pd.Timedelta(hours=20)  # delivered almost a day after the window
     wd.write_meter_readings(root, data.late, late_at, "meter-readings+0+000000020000-000000020003")
-    report = warehouse.sync()
+    report = duckdb_loader.sync()
     assert sorted(r.interval for r in report.loaded) == ["date=2026-03-28/hour=02", "date=2026-03-28/hour=03"]
 
     # lookback of 1 hour: only the load watermark can find an hour 45 hours back
-    result = warehouse.run_dbt(["build"], target_path=built["target"], vars={"lookback_hours": 1})
+    result = dbt_runner.run_dbt(["build"], target_path=built["target"], vars={"lookback_hours": 1})
     assert result.success, result.failures
-    assert query(f"select reading_count, round(consumption_kwh, 6) from marts.fct_meter_readings_hourly where {where}") == [
-        (4, round(float(data.late["consumption_kwh"].sum()), 6))]
+    assert query(
+        f"select reading_count, round(consumption_kwh, 6) from marts.fct_meter_readings_hourly where {where}"
+    ) == [(4, round(float(data.late["consumption_kwh"].sum()), 6))]
     assert query("select count(*) from marts.fct_meter_readings_hourly")[0][0] == rows_before + 1
-    expected = wd.expected_hourly(pd.concat([data.readings, data.late], ignore_index=True))
-    fact = frame("select hour_start, sum(reading_count) as n, sum(consumption_kwh) as kwh "
-                 "from marts.fct_meter_readings_hourly group by 1 order by 1")
+    expected = expected_hourly(pd.concat([data.readings, data.late], ignore_index=True))
+    fact = frame(
+        "select hour_start, sum(reading_count) as n, sum(consumption_kwh) as kwh "
+        "from marts.fct_meter_readings_hourly group by 1 order by 1"
+    )
     assert fact["n"].tolist() == expected["readings"].tolist()
     assert fact["kwh"].to_numpy() == pytest.approx(expected["consumption_kwh"].to_numpy(), abs=1e-9)
-    assert warehouse.reconcile() == []
+    assert reconcile.reconcile() == []
 
 
 def _snapshot() -> dict[str, pd.DataFrame]:
@@ -163,9 +196,9 @@ def test_backfilling_a_day_twice_gives_identical_tables(built):
     before = _snapshot()
     for _ in range(2):
         for hour in range(24):
-            warehouse.load_interval("meter_readings", date(2026, 3, 28), hour)
-            warehouse.load_interval("grid_status", date(2026, 3, 28), hour)
-        result = warehouse.run_dbt(["build"], target_path=built["target"])
+            duckdb_loader.load_interval("meter_readings", date(2026, 3, 28), hour)
+            duckdb_loader.load_interval("grid_status", date(2026, 3, 28), hour)
+        result = dbt_runner.run_dbt(["build"], target_path=built["target"])
         assert result.success, result.failures
         after = _snapshot()
         for table, expected in before.items():
@@ -177,7 +210,8 @@ def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_fac
     (they replace whole hours), so staging and the facts agree with the lake again."""
     root = lake.lake_root()
     path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
-        "meter-readings+0+000000000000-000000009999.parquet")
+        "meter-readings+0+000000000000-000000009999.parquet"
+    )
     table = pq.read_table(path.path)
     gone = table.slice(7, 1).to_pylist()[0]
     meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
@@ -188,11 +222,12 @@ def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_fac
     count_before = query(f"select reading_count from marts.fct_meter_readings_hourly where {fact_where}")[0][0]
 
     lake.write_parquet(pa.concat_tables([table.slice(0, 7), table.slice(8)]), path)
-    assert [r.interval for r in warehouse.sync().loaded] == ["date=2026-03-29/hour=10"]
-    result = warehouse.run_dbt(["build"], target_path=built["target"])
+    assert [r.interval for r in duckdb_loader.sync().loaded] == ["date=2026-03-29/hour=10"]
+    result = dbt_runner.run_dbt(["build"], target_path=built["target"])
     assert result.success, result.failures
 
     assert query(f"select count(*) from staging.stg_meter_readings where {where}") == [(0,)]
     assert query(f"select reading_count from marts.fct_meter_readings_hourly where {fact_where}") == [
-        (count_before - 1,)]
-    assert warehouse.reconcile() == []
+        (count_before - 1,)
+    ]
+    assert reconcile.reconcile() == []

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration import warehouse_data as wd
-from tests.integration.warehouse_data import metrify_home  # noqa: F401 (fixture)
-from metrify import lake, warehouse
+from metrify import lake
+from metrify.warehouse import catalog, cosmos_config, dbt_runner, snowflake_loader
+from metrify_dev import sample_lake as wd
+from tests.integration.oracles import expected_hourly
 
 fakesnow = pytest.importorskip("fakesnow", reason="fakesnow[server] is not installed")
 snowflake_connector = pytest.importorskip("snowflake.connector")
@@ -22,7 +23,7 @@ fakesnow_server_module = importlib.import_module("fakesnow.server")
 
 
 @pytest.fixture(scope="module")
-def snowflake(metrify_home):
+def snowflake(warehouse_home):
     """A fakesnow endpoint (GRANT accepted as a no-op: fakesnow has no roles) with the raw
     schema loaded from a simulated lake through an external stage on the lake's folder."""
     shared = fakesnow_server_module.shared_fs
@@ -38,16 +39,22 @@ def snowflake(metrify_home):
             data = wd.build_lake(root, meters=12, days=2, seed=5)
             conn = snowflake_connector.connect(**params, database="METRIFY", schema="ANALYTICS")
             cursor = conn.cursor()
-            for statement in warehouse.snowflake_setup_sql(root.as_uri()):
+            for statement in snowflake_loader.snowflake_setup_sql(root.as_uri()):
                 cursor.execute(statement)
-            report = warehouse.sync_snowflake(cursor, root)
-            warehouse.load_registry_snowflake(cursor, data.registry)
-            env = {"SNOWFLAKE_ACCOUNT": "fakesnow", "SNOWFLAKE_USER": params["user"],
-                   "SNOWFLAKE_PASSWORD": params["password"], "SNOWFLAKE_HOST": params["host"],
-                   "SNOWFLAKE_PORT": str(params["port"]), "SNOWFLAKE_PROTOCOL": params["protocol"],
-                   "SNOWFLAKE_DATABASE": "METRIFY", "SNOWFLAKE_SCHEMA": "ANALYTICS",
-                   # fakesnow serves every session from one DuckDB connection: one dbt thread
-                   "SNOWFLAKE_THREADS": "1"}
+            report = snowflake_loader.sync_snowflake(cursor, root)
+            snowflake_loader.load_registry_snowflake(cursor, data.registry)
+            env = {
+                "SNOWFLAKE_ACCOUNT": "fakesnow",
+                "SNOWFLAKE_USER": params["user"],
+                "SNOWFLAKE_PASSWORD": params["password"],
+                "SNOWFLAKE_HOST": params["host"],
+                "SNOWFLAKE_PORT": str(params["port"]),
+                "SNOWFLAKE_PROTOCOL": params["protocol"],
+                "SNOWFLAKE_DATABASE": "METRIFY",
+                "SNOWFLAKE_SCHEMA": "ANALYTICS",
+                # fakesnow serves every session from one DuckDB connection: one dbt thread
+                "SNOWFLAKE_THREADS": "1",
+            }
             yield {"cursor": cursor, "data": data, "report": report, "env": env, "root": root}
             conn.close()
     finally:
@@ -56,9 +63,13 @@ def snowflake(metrify_home):
 
 def build(snowflake, tmp_path_factory):
     started = time.perf_counter()
-    result = warehouse.run_dbt(["build"], target="snowflake", env=snowflake["env"],
-                               target_path=tmp_path_factory.mktemp("dbt-snowflake"),
-                               vars={"persist_column_docs": False})
+    result = dbt_runner.run_dbt(
+        ["build"],
+        target="snowflake",
+        env=snowflake["env"],
+        target_path=tmp_path_factory.mktemp("dbt-snowflake"),
+        vars={"persist_column_docs": False},
+    )
     print(f"\ndbt build on fakesnow: {time.perf_counter() - started:.1f}s, {len(result.statuses)} nodes")
     return result
 
@@ -72,14 +83,16 @@ def test_copy_into_loads_every_raw_row(snowflake):
 def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
     cursor = snowflake["cursor"]
     before = cursor.execute("select count(*), sum(consumption_kwh) from raw.meter_readings").fetchone()
-    source = warehouse.SOURCES["meter_readings"]
-    interval = warehouse.Interval(pd.Timestamp("2026-03-29").date(), 7)
-    files = warehouse.partitions(source, snowflake["root"])[interval]
+    source = catalog.SOURCES["meter_readings"]
+    interval = catalog.Interval(pd.Timestamp("2026-03-29").date(), 7)
+    files = catalog.partitions(source, snowflake["root"])[interval]
     base = snowflake["root"].path.rstrip("/") + "/"
     relative = [f.removeprefix(base) for f in files]
     for _ in range(2):
-        warehouse.load_interval_snowflake(cursor, source, interval, relative)
-    assert cursor.execute("select count(*), sum(consumption_kwh) from raw.meter_readings").fetchone() == pytest.approx(before)
+        snowflake_loader.load_interval_snowflake(cursor, source, interval, relative)
+    assert cursor.execute("select count(*), sum(consumption_kwh) from raw.meter_readings").fetchone() == pytest.approx(
+        before
+    )
 
 
 def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factory):
@@ -89,20 +102,28 @@ def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factor
     fact_rows = cursor.execute("select count(*) from marts.fct_meter_readings_hourly").fetchone()[0]
     # late readings arrive; the second build runs the incremental models' merge path
     data = snowflake["data"]
-    wd.write_meter_readings(snowflake["root"], data.late, data.end + pd.Timedelta(hours=20),
-                            "meter-readings+0+000000020000-000000020003")
-    warehouse.sync_snowflake(cursor, snowflake["root"], tables=["meter_readings"],
-                             days=[pd.Timestamp("2026-03-28").date()])
+    wd.write_meter_readings(
+        snowflake["root"], data.late, data.end + pd.Timedelta(hours=20), "meter-readings+0+000000020000-000000020003"
+    )
+    snowflake_loader.sync_snowflake(
+        cursor, snowflake["root"], tables=["meter_readings"], days=[pd.Timestamp("2026-03-28").date()]
+    )
     second = build(snowflake, tmp_path_factory)
     assert second.success, second.failures
     assert cursor.execute("select count(*) from marts.fct_meter_readings_hourly").fetchone()[0] == fact_rows + 1
-    expected = wd.expected_hourly(pd.concat([data.readings, data.late], ignore_index=True))
-    fact = cursor.execute("select hour_start, sum(reading_count), sum(consumption_kwh) "
-                          "from marts.fct_meter_readings_hourly group by 1 order by 1").fetchall()
+    expected = expected_hourly(pd.concat([data.readings, data.late], ignore_index=True))
+    fact = cursor.execute(
+        "select hour_start, sum(reading_count), sum(consumption_kwh) "
+        "from marts.fct_meter_readings_hourly group by 1 order by 1"
+    ).fetchall()
     assert [r[1] for r in fact] == expected["readings"].tolist()
     assert [r[2] for r in fact] == pytest.approx(expected["consumption_kwh"].tolist(), abs=1e-9)
-    for table in ("marts.fct_smart_meter_analytics", "metrics.daily_consumption_metrics",
-                  "metrics.weather_correlation_metrics", "metrics.grid_stability_metrics"):
+    for table in (
+        "marts.fct_smart_meter_analytics",
+        "metrics.daily_consumption_metrics",
+        "metrics.weather_correlation_metrics",
+        "metrics.grid_stability_metrics",
+    ):
         assert cursor.execute(f"select count(*) from {table}").fetchone()[0] > 0, table
 
 
@@ -112,7 +133,8 @@ def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_facto
     cursor = snowflake["cursor"]
     root = snowflake["root"]
     path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
-        "meter-readings+0+000000000000-000000009999.parquet")
+        "meter-readings+0+000000000000-000000009999.parquet"
+    )
     table = pq.read_table(path.path)
     gone = table.slice(3, 1).to_pylist()[0]
     meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
@@ -121,12 +143,13 @@ def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_facto
     fact_before = cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0]
 
     lake.write_parquet(pa.concat_tables([table.slice(0, 3), table.slice(4)]), path)
-    warehouse.sync_snowflake(cursor, root, tables=["meter_readings"], days=[pd.Timestamp("2026-03-29").date()])
+    snowflake_loader.sync_snowflake(cursor, root, tables=["meter_readings"], days=[pd.Timestamp("2026-03-29").date()])
     result = build(snowflake, tmp_path_factory)
     assert result.success, result.failures
     assert cursor.execute(f"select count(*) from staging.stg_meter_readings where {where}").fetchone()[0] == 0
     assert cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0] == (
-        fact_before - 1)
+        fact_before - 1
+    )
 
 
 def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
@@ -144,16 +167,29 @@ def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
 
     from metrify import transform
 
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     env = snowflake["env"]
-    connection = {"conn_type": "snowflake", "login": env["SNOWFLAKE_USER"], "schema": "ANALYTICS",
-                  "extra": {"account": "fakesnow", "database": "METRIFY", "warehouse": "TRANSFORMING",
-                            "role": "TRANSFORMER", "private_key_content": pem,
-                            "host": env["SNOWFLAKE_HOST"], "port": int(env["SNOWFLAKE_PORT"])}}
+    connection = {
+        "conn_type": "snowflake",
+        "login": env["SNOWFLAKE_USER"],
+        "schema": "ANALYTICS",
+        "extra": {
+            "account": "fakesnow",
+            "database": "METRIFY",
+            "warehouse": "TRANSFORMING",
+            "role": "TRANSFORMER",
+            "private_key_content": pem,
+            "host": env["SNOWFLAKE_HOST"],
+            "port": int(env["SNOWFLAKE_PORT"]),
+        },
+    }
     monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
     monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
-    config = transform.profile_config()
+    config = cosmos_config.profile_config()
     assert type(config.profile_mapping).__name__ == "SnowflakePrivateKeyPemProfileMapping"
     config.profile_mapping.profile_args.update({"protocol": "http", "threads": 1})  # fakesnow speaks HTTP
     with config.ensure_profile() as (path, env_vars):
@@ -161,12 +197,23 @@ def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
         profile = yaml.safe_load(text)["metrify"]["outputs"]["snowflake"]
         assert "PRIVATE KEY" not in text and "env_var(" in str(profile["private_key"])
         assert (profile["user"], profile["account"], profile["database"], profile["role"]) == (
-            env["SNOWFLAKE_USER"], "fakesnow", "METRIFY", "TRANSFORMER")
+            env["SNOWFLAKE_USER"],
+            "fakesnow",
+            "METRIFY",
+            "TRANSFORMER",
+        )
         assert pem.strip() in {v.strip() for v in env_vars.values()}
         for key, value in env_vars.items():
             monkeypatch.setenv(key, value)
-        debug = ["debug", "--project-dir", str(transform.dbt_dir()), "--profiles-dir", str(path.parent),
-                 "--target", "snowflake"]
+        debug = [
+            "debug",
+            "--project-dir",
+            str(transform.dbt_dir()),
+            "--profiles-dir",
+            str(path.parent),
+            "--target",
+            "snowflake",
+        ]
         result = dbtRunner().invoke(debug)
         assert result.success, result.exception
         # the key is really used: with a corrupt one the connection fails

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metrify.settings import PROJECT_ROOT, load_settings
-from metrify.sources.tasks import DEFAULT_CONN_IDS
+from metrify.config import PROJECT_ROOT, load_settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -25,13 +24,14 @@ def compose() -> dict:
 
 def used_connection_ids() -> set[str]:
     settings = load_settings()
-    return {settings.kafka_conn_id, settings.lake_conn_id, *DEFAULT_CONN_IDS.values()}
+    return {settings.kafka_conn_id, settings.lake_conn_id, *settings.source_conn_ids.values()}
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:
     checker = Path(sys.executable).with_name("check-jsonschema")
-    done = subprocess.run([str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
 
-from metrify import drain, kafka, lake
-from metrify.readings import DATASET
-from metrify.settings import load_settings
-from metrify.simulator import SimulationOptions, produce, simulate
+from metrify import lake
+from metrify.config import load_settings
+from metrify.contracts.readings import DATASET
+from metrify.ingest import drain, kafka
+from metrify_dev.simulator import SimulationOptions, produce, simulate
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,19 @@ def s3_lake(s3_endpoint: str, metrify_home, monkeypatch: pytest.MonkeyPatch) -> 
     import boto3
 
     bucket = f"metrify-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="eu-central-1").create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-    connection = {"conn_type": "aws", "login": "test", "password": "test",
-                  "extra": {"endpoint_url": s3_endpoint, "region_name": "eu-central-1"}}
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="eu-central-1",
+    ).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    connection = {
+        "conn_type": "aws",
+        "login": "test",
+        "password": "test",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "eu-central-1"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     monkeypatch.setenv("METRIFY_LAKE_URL", f"s3://{bucket}/lake")
     return bucket
@@ -56,8 +65,7 @@ def test_write_and_read_parquet_through_s3(s3_lake: str) -> None:
 
 def test_drain_into_s3_lake(s3_lake: str, broker: dict) -> None:
     topic = f"meters-s3-{uuid.uuid4().hex[:6]}"
-    sim = simulate(SimulationOptions(meters=8, start=datetime(2026, 11, 20, tzinfo=timezone.utc), seed=2,
-                                     poison_rate=0.01))
+    sim = simulate(SimulationOptions(meters=8, start=datetime(2026, 11, 20, tzinfo=UTC), seed=2, poison_rate=0.01))
     produce(sim.keys, sim.values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]}))
     config = kafka.consumer_config({"bootstrap.servers": broker["bootstrap"]}, group_id=topic)
     root = lake.lake_root(load_settings())

@@ -1,6 +1,6 @@
 """Adapters from real grid and weather APIs to the canonical `grid_status` and `weather` contracts.
 
-Each adapter fetches through `metrify.http.HttpClient` and parses the source's own format.
+Each adapter fetches through `metrify.sources.http.HttpClient` and parses the source's own format.
 A payload that cannot be read (not XML/JSON, a missing or retyped field) raises `PayloadError`
 with the raw text and a reason, which the ingest functions quarantine; a source that says it
 has no data for the interval raises `NoDataError`.

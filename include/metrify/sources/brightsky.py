@@ -13,18 +13,25 @@ is K, pressure Pa, wind m/s, visibility m, cloud cover and humidity %; with the 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from metrify.http import ClientError, HttpClient, describe
 from metrify.sources import NoDataError, PayloadError
+from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "dwd"
 WEATHER_PATH = "/weather"
-FIELDS = ("temperature", "relative_humidity", "pressure_msl", "wind_speed", "wind_direction", "cloud_cover",
-          "visibility")
+FIELDS = (
+    "temperature",
+    "relative_humidity",
+    "pressure_msl",
+    "wind_speed",
+    "wind_direction",
+    "cloud_cover",
+    "visibility",
+)
 
 
 def _number(record: dict[str, Any], name: str, raw: bytes | str) -> float | None:
@@ -65,28 +72,35 @@ def parse_weather(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
         else:  # dwd units
             wind = None if wind is None else wind / 3.6
         station = stations.get(record.get("source_id"), {})
-        records.append({
-            "observed_at": observed.tz_convert("UTC").to_pydatetime(),
-            "temperature_celsius": None if temp is None else round(temp, 2),
-            "humidity_percent": v["relative_humidity"],
-            "pressure_hpa": None if pressure is None else round(pressure, 2),
-            "wind_speed_ms": None if wind is None else round(wind, 2),
-            "wind_direction_degrees": v["wind_direction"],
-            "cloud_cover_percent": v["cloud_cover"],
-            "visibility_km": None if v["visibility"] is None else round(v["visibility"] / 1000, 3),
-            "station": f"{station.get('station_name') or ''} (DWD {station.get('dwd_station_id') or '?'})".strip(),
-        })
+        records.append(
+            {
+                "observed_at": observed.tz_convert("UTC").to_pydatetime(),
+                "temperature_celsius": None if temp is None else round(temp, 2),
+                "humidity_percent": v["relative_humidity"],
+                "pressure_hpa": None if pressure is None else round(pressure, 2),
+                "wind_speed_ms": None if wind is None else round(wind, 2),
+                "wind_direction_degrees": v["wind_direction"],
+                "cloud_cover_percent": v["cloud_cover"],
+                "visibility_km": None if v["visibility"] is None else round(v["visibility"] / 1000, 3),
+                "station": f"{station.get('station_name') or ''} (DWD {station.get('dwd_station_id') or '?'})".strip(),
+            }
+        )
     return records
 
 
-def fetch_hourly(client: HttpClient, lat: float, lon: float, start: datetime, end: datetime,
-                 units: str = "si") -> list[dict[str, Any]]:
+def fetch_hourly(
+    client: HttpClient, lat: float, lon: float, start: datetime, end: datetime, units: str = "si"
+) -> list[dict[str, Any]]:
     """Hourly records with timestamps in [start, end) for the DWD station nearest to lat/lon."""
     last = end - timedelta(hours=1)
-    params = {"lat": f"{lat:.4f}", "lon": f"{lon:.4f}",
-              "date": start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-              "last_date": max(start, last).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-              "units": units, "tz": "Etc/UTC"}
+    params = {
+        "lat": f"{lat:.4f}",
+        "lon": f"{lon:.4f}",
+        "date": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        "last_date": max(start, last).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        "units": units,
+        "tz": "Etc/UTC",
+    }
     try:
         response = client.get(WEATHER_PATH, params=params)
     except ClientError as exc:

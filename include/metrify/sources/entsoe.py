@@ -18,7 +18,8 @@ Documents used:
   production type [14.1.A], one point per type for the year.
 
 "No data" is an `Acknowledgement_MarketDocument` whose `Reason/text` starts "No matching data
-found" (code 999; the platform sends it with HTTP 200 or 400; other acknowledgements are errors); curve type A03 omits points that repeat the previous value, so gaps
+found" (code 999; the platform sends it with HTTP 200 or 400; other acknowledgements are
+errors); curve type A03 omits points that repeat the previous value, so gaps
 inside a period are filled forward. Rate limit: 400 requests per minute per token (HTTP 429).
 """
 
@@ -26,12 +27,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from metrify.http import ClientError, HttpClient, describe
 from metrify.sources import NoDataError, PayloadError
+from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "entsoe"
 API_PATH = "/api"
@@ -48,17 +49,37 @@ CONTROL_AREAS = {
 
 #: ENTSO-E production types (psrType) used in A75/A68 documents.
 PSR_TYPES = {
-    "B01": "Biomass", "B02": "Fossil Brown coal/Lignite", "B03": "Fossil Coal-derived gas", "B04": "Fossil Gas",
-    "B05": "Fossil Hard coal", "B06": "Fossil Oil", "B07": "Fossil Oil shale", "B08": "Fossil Peat",
-    "B09": "Geothermal", "B10": "Hydro Pumped Storage", "B11": "Hydro Run-of-river and poundage",
-    "B12": "Hydro Water Reservoir", "B13": "Marine", "B14": "Nuclear", "B15": "Other renewable", "B16": "Solar",
-    "B17": "Waste", "B18": "Wind Offshore", "B19": "Wind Onshore", "B20": "Other",
+    "B01": "Biomass",
+    "B02": "Fossil Brown coal/Lignite",
+    "B03": "Fossil Coal-derived gas",
+    "B04": "Fossil Gas",
+    "B05": "Fossil Hard coal",
+    "B06": "Fossil Oil",
+    "B07": "Fossil Oil shale",
+    "B08": "Fossil Peat",
+    "B09": "Geothermal",
+    "B10": "Hydro Pumped Storage",
+    "B11": "Hydro Run-of-river and poundage",
+    "B12": "Hydro Water Reservoir",
+    "B13": "Marine",
+    "B14": "Nuclear",
+    "B15": "Other renewable",
+    "B16": "Solar",
+    "B17": "Waste",
+    "B18": "Wind Offshore",
+    "B19": "Wind Onshore",
+    "B20": "Other",
 }
 #: Renewable production types. Pumped storage (B10) only shifts energy and waste (B17) is mixed: neither counts.
 RENEWABLE_PSR = frozenset({"B01", "B09", "B11", "B12", "B13", "B15", "B16", "B18", "B19"})
 QUARTER = timedelta(minutes=15)
-RESOLUTIONS = {"PT15M": timedelta(minutes=15), "PT30M": timedelta(minutes=30), "PT60M": timedelta(hours=1),
-               "P1D": timedelta(days=1), "P1Y": None}
+RESOLUTIONS = {
+    "PT15M": timedelta(minutes=15),
+    "PT30M": timedelta(minutes=30),
+    "PT60M": timedelta(hours=1),
+    "P1D": timedelta(days=1),
+    "P1Y": None,
+}
 
 
 @dataclass
@@ -74,7 +95,7 @@ class Series:
 
 def period_param(ts: datetime) -> str:
     """`yyyyMMddHHmm` in UTC, as the API's periodStart/periodEnd want it."""
-    return ts.astimezone(timezone.utc).strftime("%Y%m%d%H%M")
+    return ts.astimezone(UTC).strftime("%Y%m%d%H%M")
 
 
 def _parse_time(text: str | None, what: str, raw: bytes) -> datetime:
@@ -84,7 +105,7 @@ def _parse_time(text: str | None, what: str, raw: bytes) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise PayloadError(SOURCE, f"{what} {text!r} is not an ISO 8601 time", raw) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_document(raw: bytes, expected_type: str) -> list[Series]:
@@ -95,7 +116,11 @@ def parse_document(raw: bytes, expected_type: str) -> list[Series]:
         raise PayloadError(SOURCE, f"response is not well-formed XML ({exc})", raw) from None
     namespace, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
     ns = {"d": namespace} if namespace else {}
-    find = (lambda el, path: el.find("d:" + path.replace("/", "/d:"), ns)) if namespace else (lambda el, path: el.find(path))
+    find = (
+        (lambda el, path: el.find("d:" + path.replace("/", "/d:"), ns))
+        if namespace
+        else (lambda el, path: el.find(path))
+    )
     findall = (lambda el, path: el.findall("d:" + path, ns)) if namespace else (lambda el, path: el.findall(path))
     if local == "Acknowledgement_MarketDocument" and namespace.startswith(ACK_NAMESPACE_PREFIX):
         code = find(root, "Reason/code")
@@ -103,15 +128,18 @@ def parse_document(raw: bytes, expected_type: str) -> list[Series]:
         reason = (text.text or "").strip() if text is not None else ""
         if "No matching data found" in reason:
             raise NoDataError(f"ENTSO-E has no data: {reason}")
-        raise PayloadError(SOURCE, f"acknowledgement with reason code {code.text if code is not None else '?'}: "
-                                   f"{reason}", raw)
+        raise PayloadError(
+            SOURCE, f"acknowledgement with reason code {code.text if code is not None else '?'}: {reason}", raw
+        )
     if local != "GL_MarketDocument" or not namespace.startswith(GL_NAMESPACE_PREFIX):
-        raise PayloadError(SOURCE, f"unexpected root element {root.tag!r}, expected GL_MarketDocument in "
-                                   f"{GL_NAMESPACE_PREFIX}*", raw)
+        raise PayloadError(
+            SOURCE, f"unexpected root element {root.tag!r}, expected GL_MarketDocument in {GL_NAMESPACE_PREFIX}*", raw
+        )
     doc_type = find(root, "type")
     if doc_type is None or (doc_type.text or "").strip() != expected_type:
-        raise PayloadError(SOURCE, f"document type {doc_type.text if doc_type is not None else None!r}, "
-                                   f"expected {expected_type}", raw)
+        raise PayloadError(
+            SOURCE, f"document type {doc_type.text if doc_type is not None else None!r}, expected {expected_type}", raw
+        )
     series: list[Series] = []
     for ts in findall(root, "TimeSeries"):
         psr = find(ts, "MktPSRType/psrType")
@@ -134,7 +162,7 @@ def parse_document(raw: bytes, expected_type: str) -> list[Series]:
             for point in findall(period, "Point"):
                 pos, qty = find(point, "position"), find(point, "quantity")
                 try:
-                    points[int(pos.text)] = float(qty.text)  # type: ignore[union-attr, arg-type]
+                    points[int(pos.text)] = float(qty.text)
                 except (AttributeError, TypeError, ValueError):
                     raise PayloadError(SOURCE, "a Point lacks a numeric position or quantity", raw) from None
             if not points:
@@ -183,8 +211,17 @@ def _request(client: HttpClient, params: dict[str, str], expected_type: str) -> 
 
 def fetch_actual_load(client: HttpClient, eic: str, start: datetime, end: datetime) -> pd.Series:
     """Actual total load (MW) of a control area per quarter-hour starting in [start, end)."""
-    series = _request(client, {"documentType": "A65", "processType": "A16", "outBiddingZone_Domain": eic,
-                               "periodStart": period_param(start), "periodEnd": period_param(end)}, "A65")
+    series = _request(
+        client,
+        {
+            "documentType": "A65",
+            "processType": "A16",
+            "outBiddingZone_Domain": eic,
+            "periodStart": period_param(start),
+            "periodEnd": period_param(end),
+        },
+        "A65",
+    )
     values: dict[datetime, float] = {}
     for s in series:
         values.update(_to_quarters(s.values, s.step))
@@ -195,8 +232,17 @@ def fetch_actual_load(client: HttpClient, eic: str, start: datetime, end: dateti
 
 def fetch_generation(client: HttpClient, eic: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Actual generation (MW) per production type: rows = quarter-hour starts, columns = psrType."""
-    series = _request(client, {"documentType": "A75", "processType": "A16", "in_Domain": eic,
-                               "periodStart": period_param(start), "periodEnd": period_param(end)}, "A75")
+    series = _request(
+        client,
+        {
+            "documentType": "A75",
+            "processType": "A16",
+            "in_Domain": eic,
+            "periodStart": period_param(start),
+            "periodEnd": period_param(end),
+        },
+        "A75",
+    )
     columns: dict[str, dict[datetime, float]] = {}
     for s in series:
         if s.direction != "in" or not s.psr_type:
@@ -213,10 +259,19 @@ def fetch_generation(client: HttpClient, eic: str, start: datetime, end: datetim
 
 def fetch_installed_capacity(client: HttpClient, eic: str, year: int) -> dict[str, float]:
     """Installed generation capacity (MW) per production type for a year (A68, year ahead)."""
-    start = datetime(year, 1, 1, tzinfo=timezone.utc)
-    end = datetime(year + 1, 1, 1, tzinfo=timezone.utc)
-    series = _request(client, {"documentType": "A68", "processType": "A33", "in_Domain": eic,
-                               "periodStart": period_param(start), "periodEnd": period_param(end)}, "A68")
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    series = _request(
+        client,
+        {
+            "documentType": "A68",
+            "processType": "A33",
+            "in_Domain": eic,
+            "periodStart": period_param(start),
+            "periodEnd": period_param(end),
+        },
+        "A68",
+    )
     capacity: dict[str, float] = {}
     for s in series:
         if s.direction == "in" and s.psr_type and s.values:

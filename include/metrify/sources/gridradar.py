@@ -12,12 +12,12 @@ Germany's four control areas are one synchronous grid, so one frequency applies 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
-from metrify.http import HttpClient, describe
 from metrify.sources import NoDataError, PayloadError
+from metrify.sources.http import HttpClient, describe
 
 SOURCE = "gridradar"
 QUERY_PATH = "/query"
@@ -25,7 +25,7 @@ METRIC = "frequency-ucte-median-1s"
 
 
 def rfc3339(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_frequency(raw: bytes | str) -> pd.Series:
@@ -54,8 +54,14 @@ def parse_frequency(raw: bytes | str) -> pd.Series:
 
 def fetch_frequency(client: HttpClient, start: datetime, end: datetime) -> pd.Series:
     """Mean frequency (Hz) per quarter-hour starting in [start, end), from 1-minute medians."""
-    params = {"metric": METRIC, "from": rfc3339(start), "to": rfc3339(end), "aggr": "1m", "format": "json",
-              "ts": "rfc3339"}
+    params = {
+        "metric": METRIC,
+        "from": rfc3339(start),
+        "to": rfc3339(end),
+        "aggr": "1m",
+        "format": "json",
+        "ts": "rfc3339",
+    }
     headers = {"Authorization": f"Bearer {client.endpoint.secret}"} if client.endpoint.secret else {}
     response = client.get(QUERY_PATH, params=params, headers=headers)
     try:

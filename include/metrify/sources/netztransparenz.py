@@ -20,18 +20,22 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from metrify.http import AuthError, ClientError, Endpoint, HttpClient, describe
 from metrify.sources import PayloadError
+from metrify.sources.http import AuthError, ClientError, Endpoint, HttpClient, describe
 
 SOURCE = "netztransparenz"
 DEFAULT_TOKEN_URL = "https://identity.netztransparenz.de/users/connect/token"
-TSO_COLUMNS = {"50Hertz (MW)": "50Hertz", "Amprion (MW)": "Amprion", "TenneT TSO (MW)": "TenneT",
-               "TransnetBW (MW)": "TransnetBW"}
+TSO_COLUMNS = {
+    "50Hertz (MW)": "50Hertz",
+    "Amprion (MW)": "Amprion",
+    "TenneT TSO (MW)": "TenneT",
+    "TransnetBW (MW)": "TransnetBW",
+}
 TIME_COLUMNS = ("Datum", "von", "Zeitzone von", "bis", "Zeitzone bis")
 
 
@@ -44,8 +48,12 @@ class NetztransparenzClient:
         token_url = str(endpoint.extra.get("token_url") or DEFAULT_TOKEN_URL)
         parts = urlsplit(token_url)
         self.token_path = parts.path
-        self.auth = HttpClient(Endpoint(endpoint.conn_id, f"{parts.scheme}://{parts.netloc}", endpoint.login,
-                                        endpoint.secret, endpoint.extra), sleep=sleep)
+        self.auth = HttpClient(
+            Endpoint(
+                endpoint.conn_id, f"{parts.scheme}://{parts.netloc}", endpoint.login, endpoint.secret, endpoint.extra
+            ),
+            sleep=sleep,
+        )
         self._token: str | None = None
         self._expires = 0.0
 
@@ -53,18 +61,30 @@ class NetztransparenzClient:
         if self._token and not force and time.monotonic() < self._expires - 60:
             return self._token
         if not self.endpoint.login or not self.endpoint.secret:
-            raise AuthError(f"Airflow connection '{self.endpoint.conn_id}' needs the client id as login and the "
-                            f"client secret as password", conn_id=self.endpoint.conn_id)
+            raise AuthError(
+                f"Airflow connection '{self.endpoint.conn_id}' needs the client id as login and the "
+                f"client secret as password",
+                conn_id=self.endpoint.conn_id,
+            )
         try:
-            response = self.auth.post(self.token_path, data={"grant_type": "client_credentials",
-                                                             "client_id": self.endpoint.login,
-                                                             "client_secret": self.endpoint.secret})
+            response = self.auth.post(
+                self.token_path,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.endpoint.login,
+                    "client_secret": self.endpoint.secret,
+                },
+            )
         except ClientError as exc:
             if "invalid_client" in (exc.body or "") or "unauthorized_client" in (exc.body or ""):
-                raise AuthError(f"netztransparenz token endpoint rejected the client credentials (HTTP "
-                                f"{exc.status}, {exc.body}): fix login (client id) and password (client secret) "
-                                f"in Airflow connection '{self.endpoint.conn_id}'", conn_id=exc.conn_id,
-                                status=exc.status, body=exc.body) from None
+                raise AuthError(
+                    f"netztransparenz token endpoint rejected the client credentials (HTTP "
+                    f"{exc.status}, {exc.body}): fix login (client id) and password (client secret) "
+                    f"in Airflow connection '{self.endpoint.conn_id}'",
+                    conn_id=exc.conn_id,
+                    status=exc.status,
+                    body=exc.body,
+                ) from None
             raise
         try:
             payload = response.json()
@@ -115,8 +135,11 @@ def parse_tso_csv(raw: str) -> pd.DataFrame:
     """A per-TSO CSV -> DataFrame indexed by interval start (UTC), one MW column per operator."""
     rows = list(csv.reader(io.StringIO(raw), delimiter=";"))
     if not rows or [c.strip() for c in rows[0][:5]] != list(TIME_COLUMNS):
-        raise PayloadError(SOURCE, f"unexpected header {rows[0][:6] if rows else []!r}, expected "
-                                   f"{';'.join(TIME_COLUMNS)};<TSO> (MW)...", raw)
+        raise PayloadError(
+            SOURCE,
+            f"unexpected header {rows[0][:6] if rows else []!r}, expected {';'.join(TIME_COLUMNS)};<TSO> (MW)...",
+            raw,
+        )
     header = [c.strip() for c in rows[0]]
     tso_idx = {TSO_COLUMNS[c]: i for i, c in enumerate(header) if c in TSO_COLUMNS}
     if len(tso_idx) != 4:
@@ -140,8 +163,9 @@ def fetch_hochrechnung(client: NetztransparenzClient, product: str, start: datet
     if product not in ("Solar", "Wind"):
         raise ValueError(f"product must be 'Solar' or 'Wind', not {product!r}")
     fmt = "%Y-%m-%dT%H:%M:%S"
-    path = (f"/api/v1/data/hochrechnung/{product}/{start.astimezone(timezone.utc).strftime(fmt)}/"
-            f"{end.astimezone(timezone.utc).strftime(fmt)}")
+    path = (
+        f"/api/v1/data/hochrechnung/{product}/{start.astimezone(UTC).strftime(fmt)}/{end.astimezone(UTC).strftime(fmt)}"
+    )
     raw = client.get_csv(path)
     try:
         frame = parse_tso_csv(raw)

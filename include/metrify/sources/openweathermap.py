@@ -21,11 +21,11 @@ timemachine endpoint when the connection's extra says `"history": "timemachine"`
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from metrify.http import ClientError, HttpClient, describe
 from metrify.sources import NoDataError, PayloadError
+from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "openweathermap"
 CURRENT_PATH = "/data/2.5/weather"
@@ -48,8 +48,7 @@ def _num(container: Any, key: str, where: str, raw: bytes | str, required: bool 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PayloadError(SOURCE, f"field {where}{key} is {type(value).__name__} {value!r}, expected a number",
-                           raw)
+        raise PayloadError(SOURCE, f"field {where}{key} is {type(value).__name__} {value!r}, expected a number", raw)
     return float(value)
 
 
@@ -58,13 +57,19 @@ def _check_cod(payload: Any, raw: bytes | str) -> None:
         raise PayloadError(SOURCE, f"error body with cod {payload['cod']!r}: {payload.get('message')}", raw)
 
 
-def _record(observed_unix: float | None, temp, humidity, pressure, wind, deg, clouds, visibility,
-            station: str) -> dict[str, Any]:
+def _record(
+    observed_unix: float | None, temp, humidity, pressure, wind, deg, clouds, visibility, station: str
+) -> dict[str, Any]:
     return {
-        "observed_at": datetime.fromtimestamp(observed_unix, timezone.utc) if observed_unix is not None else None,
-        "temperature_celsius": temp, "humidity_percent": humidity, "pressure_hpa": pressure,
-        "wind_speed_ms": wind, "wind_direction_degrees": deg, "cloud_cover_percent": clouds,
-        "visibility_km": None if visibility is None else round(visibility / 1000, 3), "station": station,
+        "observed_at": datetime.fromtimestamp(observed_unix, UTC) if observed_unix is not None else None,
+        "temperature_celsius": temp,
+        "humidity_percent": humidity,
+        "pressure_hpa": pressure,
+        "wind_speed_ms": wind,
+        "wind_direction_degrees": deg,
+        "cloud_cover_percent": clouds,
+        "visibility_km": None if visibility is None else round(visibility / 1000, 3),
+        "station": station,
     }
 
 
@@ -76,10 +81,17 @@ def parse_current(raw: bytes | str) -> dict[str, Any]:
     _check_cod(p, raw)
     main, wind, clouds = p.get("main"), p.get("wind"), p.get("clouds")
     dt = _num(p, "dt", "", raw)
-    return _record(dt, _num(main, "temp", "main.", raw), _num(main, "humidity", "main.", raw),
-                   _num(main, "pressure", "main.", raw), _num(wind, "speed", "wind.", raw),
-                   _num(wind, "deg", "wind.", raw, required=False), _num(clouds, "all", "clouds.", raw),
-                   _num(p, "visibility", "", raw, required=False), f"OWM {p.get('name') or p.get('id') or ''}".strip())
+    return _record(
+        dt,
+        _num(main, "temp", "main.", raw),
+        _num(main, "humidity", "main.", raw),
+        _num(main, "pressure", "main.", raw),
+        _num(wind, "speed", "wind.", raw),
+        _num(wind, "deg", "wind.", raw, required=False),
+        _num(clouds, "all", "clouds.", raw),
+        _num(p, "visibility", "", raw, required=False),
+        f"OWM {p.get('name') or p.get('id') or ''}".strip(),
+    )
 
 
 def parse_timemachine(raw: bytes | str) -> dict[str, Any]:
@@ -92,11 +104,17 @@ def parse_timemachine(raw: bytes | str) -> dict[str, Any]:
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
         raise PayloadError(SOURCE, "missing non-empty 'data' list (schema drift?)", raw)
     d = data[0]
-    return _record(_num(d, "dt", "data[0].", raw), _num(d, "temp", "data[0].", raw),
-                   _num(d, "humidity", "data[0].", raw), _num(d, "pressure", "data[0].", raw),
-                   _num(d, "wind_speed", "data[0].", raw), _num(d, "wind_deg", "data[0].", raw, required=False),
-                   _num(d, "clouds", "data[0].", raw), _num(d, "visibility", "data[0].", raw, required=False),
-                   f"OWM {p.get('lat')},{p.get('lon')}")
+    return _record(
+        _num(d, "dt", "data[0].", raw),
+        _num(d, "temp", "data[0].", raw),
+        _num(d, "humidity", "data[0].", raw),
+        _num(d, "pressure", "data[0].", raw),
+        _num(d, "wind_speed", "data[0].", raw),
+        _num(d, "wind_deg", "data[0].", raw, required=False),
+        _num(d, "clouds", "data[0].", raw),
+        _num(d, "visibility", "data[0].", raw, required=False),
+        f"OWM {p.get('lat')},{p.get('lon')}",
+    )
 
 
 def _get(client: HttpClient, path: str, params: dict[str, Any]) -> bytes:
@@ -112,11 +130,16 @@ def _get(client: HttpClient, path: str, params: dict[str, Any]) -> bytes:
         except ValueError:
             pass
         if exc.status == 404:
-            raise NoDataError(f"OpenWeatherMap has no data for {describe(client.endpoint, path, full)}: "
-                              f"{message}") from None
-        raise ClientError(f"OpenWeatherMap rejected {describe(client.endpoint, path, full)} "
-                          f"(connection '{client.endpoint.conn_id}') with HTTP {exc.status}, {message}",
-                          conn_id=exc.conn_id, status=exc.status, body=exc.body) from None
+            raise NoDataError(
+                f"OpenWeatherMap has no data for {describe(client.endpoint, path, full)}: {message}"
+            ) from None
+        raise ClientError(
+            f"OpenWeatherMap rejected {describe(client.endpoint, path, full)} "
+            f"(connection '{client.endpoint.conn_id}') with HTTP {exc.status}, {message}",
+            conn_id=exc.conn_id,
+            status=exc.status,
+            body=exc.body,
+        ) from None
 
 
 def fetch_current(client: HttpClient, lat: float, lon: float) -> dict[str, Any]:

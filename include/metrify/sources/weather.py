@@ -2,7 +2,7 @@
 
 | field | DWD via Bright Sky (`units=si`) | OpenWeatherMap (`units=metric`) |
 |---|---|---|
-| city | configured city (`metrify.geography.CITIES`) | same |
+| city | configured city (`metrify.contracts.geography.CITIES`) | same |
 | source | `dwd` | `openweathermap` |
 | observed_at | `weather[].timestamp` | `dt` (current) / `data[0].dt` (timemachine) |
 | temperature_celsius | `temperature` K − 273.15 | `main.temp` / `temp` |
@@ -28,9 +28,8 @@ Missing inputs count as neutral (T = 15 °C, v = 0, cloud cover 50 %).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,10 +37,12 @@ import pandas as pd
 import pyarrow as pa
 
 from metrify import lake
-from metrify.geography import CITIES, CITY_BY_NAME, City, largest_cities
-from metrify.http import AuthError, Endpoint, HttpClient, HttpError
+from metrify.config import load_settings
+from metrify.contracts.geography import CITIES, CITY_BY_NAME, City, largest_cities
+from metrify.contracts.weather import DATASET, SOURCES, WEATHER_SCHEMA
 from metrify.sources import NoDataError, PayloadError, brightsky, openweathermap
 from metrify.sources.grid import SourceFailed
+from metrify.sources.http import AuthError, Endpoint, HttpClient, HttpError
 from metrify.sources.landing import quarantine, raw_path, stamp
 
 if TYPE_CHECKING:
@@ -49,29 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATASET = "weather"
-SOURCES = ("dwd", "openweathermap")
 HOUR = timedelta(hours=1)
 LIVE_WINDOW = timedelta(minutes=90)  # an interval ending this recently is polled with "current weather"
-WEATHER_SCHEMA = pa.schema([
-    ("city", pa.string()),
-    ("region", pa.string()),
-    ("grid_operator", pa.string()),
-    ("latitude", pa.float64()),
-    ("longitude", pa.float64()),
-    ("source", pa.string()),
-    ("station", pa.string()),
-    ("observed_at", pa.timestamp("us", tz="UTC")),
-    ("temperature_celsius", pa.float64()),
-    ("humidity_percent", pa.float64()),
-    ("pressure_hpa", pa.float64()),
-    ("wind_speed_ms", pa.float64()),
-    ("wind_direction_degrees", pa.float64()),
-    ("cloud_cover_percent", pa.float64()),
-    ("visibility_km", pa.float64()),
-    ("energy_demand_factor", pa.float64()),
-    ("ingested_at", pa.timestamp("us", tz="UTC")),
-])
 
 
 class NotAvailable(RuntimeError):
@@ -92,8 +72,8 @@ def energy_demand_factor(temperature_celsius: Any, wind_speed_ms: Any, cloud_cov
 
 def configured_cities(spec: str | None = None) -> list[City]:
     """Cities to poll: `METRIFY_WEATHER_CITIES` (comma-separated names, or `largest:N`), else all
-    cities of `metrify.geography`, which hold the ten largest and every city simulated meters live in."""
-    spec = spec if spec is not None else os.environ.get("METRIFY_WEATHER_CITIES", "")
+    cities of `metrify.contracts.geography`, which hold the ten largest and every city simulated meters live in."""
+    spec = spec if spec is not None else load_settings().weather_cities
     spec = spec.strip()
     if not spec:
         return list(CITIES)
@@ -107,12 +87,14 @@ def configured_cities(spec: str | None = None) -> list[City]:
 
 def hours(start: datetime, end: datetime) -> list[datetime]:
     first = pd.Timestamp(start).tz_convert("UTC").floor("h")
-    return [t.to_pydatetime() for t in pd.date_range(first, pd.Timestamp(end).tz_convert("UTC"), freq="h",
-                                                     inclusive="left")]
+    return [
+        t.to_pydatetime() for t in pd.date_range(first, pd.Timestamp(end).tz_convert("UTC"), freq="h", inclusive="left")
+    ]
 
 
-def _fetch_city(source: str, client: HttpClient, city: City, start: datetime, end: datetime,
-                now: datetime) -> dict[datetime, dict[str, Any]]:
+def _fetch_city(
+    source: str, client: HttpClient, city: City, start: datetime, end: datetime, now: datetime
+) -> dict[datetime, dict[str, Any]]:
     """Records of one city keyed by the hour (interval start) they belong to."""
     if source == "dwd":
         units = str(client.endpoint.extra.get("units", "si"))
@@ -129,12 +111,20 @@ def _fetch_city(source: str, client: HttpClient, city: City, start: datetime, en
             raise NotAvailable(
                 f"OpenWeatherMap's current-weather API cannot serve the past hour {hour.isoformat()}; set "
                 f'"history": "timemachine" in connection \'{client.endpoint.conn_id}\' extra (One Call 3.0 '
-                f"subscription) to backfill it")
+                f"subscription) to backfill it"
+            )
     return out
 
 
-def ingest_source(source: str, start: datetime, end: datetime, endpoint: Endpoint, root: ObjectStoragePath,
-                  cities: Sequence[City] | None = None, now: datetime | None = None) -> dict[str, Any]:
+def ingest_source(
+    source: str,
+    start: datetime,
+    end: datetime,
+    endpoint: Endpoint,
+    root: ObjectStoragePath,
+    cities: Sequence[City] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Poll one weather source for every city and hour in [start, end); land one file per hour.
 
     Bad payloads are quarantined per city; the other cities still land, then the task fails
@@ -143,7 +133,7 @@ def ingest_source(source: str, start: datetime, end: datetime, endpoint: Endpoin
     if source not in SOURCES:
         raise ValueError(f"unknown weather source {source!r}; expected one of {SOURCES}")
     cities = list(cities or configured_cities())
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     client = HttpClient(endpoint)
     by_hour: dict[datetime, list[dict[str, Any]]] = {h: [] for h in hours(start, end)}
     failures: list[str] = []
@@ -161,23 +151,41 @@ def ingest_source(source: str, start: datetime, end: datetime, endpoint: Endpoin
             continue
         for hour, record in records.items():
             if hour in by_hour:
-                by_hour[hour].append({"city": city.name, "region": city.region, "grid_operator": city.tso,
-                                      "latitude": city.lat, "longitude": city.lon, "source": source, **record})
-    ingested_at = datetime.now(timezone.utc)
+                by_hour[hour].append(
+                    {
+                        "city": city.name,
+                        "region": city.region,
+                        "grid_operator": city.tso,
+                        "latitude": city.lat,
+                        "longitude": city.lon,
+                        "source": source,
+                        **record,
+                    }
+                )
+    ingested_at = datetime.now(UTC)
     landed = 0
     for hour, rows in by_hour.items():
         if not rows:
             continue
         frame = pd.DataFrame(rows)
-        frame["energy_demand_factor"] = energy_demand_factor(frame["temperature_celsius"], frame["wind_speed_ms"],
-                                                             frame["cloud_cover_percent"])
+        frame["energy_demand_factor"] = energy_demand_factor(
+            frame["temperature_celsius"], frame["wind_speed_ms"], frame["cloud_cover_percent"]
+        )
         frame["ingested_at"] = ingested_at
         table = pa.Table.from_pandas(frame[WEATHER_SCHEMA.names], schema=WEATHER_SCHEMA, preserve_index=False)
         lake.write_parquet(table, raw_path(root, DATASET, "source", source, hour, stamp(hour)))
         landed += len(rows)
-    log.info("%s: landed %d city-hours for %s..%s (%d HTTP calls)", source, landed, start.isoformat(),
-             end.isoformat(), client.calls)
+    log.info(
+        "%s: landed %d city-hours for %s..%s (%d HTTP calls)",
+        source,
+        landed,
+        start.isoformat(),
+        end.isoformat(),
+        client.calls,
+    )
     if failures:
-        raise SourceFailed(f"{source}: {len(failures)} of {len(cities)} cities failed for {start.isoformat()}.."
-                           f"{end.isoformat()} (the others landed): " + "; ".join(failures))
+        raise SourceFailed(
+            f"{source}: {len(failures)} of {len(cities)} cities failed for {start.isoformat()}.."
+            f"{end.isoformat()} (the others landed): " + "; ".join(failures)
+        )
     return {"source": source, "rows": landed, "cities": len(cities), "calls": client.calls}

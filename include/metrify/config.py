@@ -1,0 +1,164 @@
+"""Every setting and connection id of the pipeline, read from the environment in one place.
+
+Each value has an embedded default, so `make run` works on a fresh clone; production overrides
+the same names (README, "Configuration"). Call `load_settings()` at run time, never at import:
+tests and the local stack change the environment between calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Airflow connection ids: each can be renamed by the environment variable next to it.
+KAFKA_CONN_ID = ("METRIFY_KAFKA_CONN_ID", "kafka_default")
+LAKE_CONN_ID = ("METRIFY_LAKE_CONN_ID", "aws_default")
+REGISTRY_CONN_ID = ("METRIFY_REGISTRY_CONN_ID", "postgres_default")
+SNOWFLAKE_CONN_ID = ("METRIFY_SNOWFLAKE_CONN_ID", "snowflake_default")
+DUCKDB_CONN_ID = ("METRIFY_DUCKDB_CONN_ID", "metrify_duckdb")
+SOURCE_CONN_IDS = {
+    "entsoe": ("METRIFY_ENTSOE_CONN_ID", "entsoe_api"),
+    "gridradar": ("METRIFY_GRIDRADAR_CONN_ID", "gridradar_api"),
+    "dwd": ("METRIFY_BRIGHTSKY_CONN_ID", "brightsky_api"),
+    "openweathermap": ("METRIFY_OPENWEATHERMAP_CONN_ID", "openweathermap_api"),
+}
+# Airflow pool every DuckDB warehouse task queues in (DuckDB allows one writing process).
+DUCKDB_POOL = "duckdb_warehouse"
+
+WAREHOUSE_TARGETS = ("duckdb", "snowflake")
+DBT_EXECUTION_MODES = ("local", "watcher")
+
+
+class _Environment:
+    """Reads settings from a mapping of environment variables (default: the process's)."""
+
+    def __init__(self, environ: Mapping[str, str] | None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def get(self, name: str, default: str) -> str:
+        """The variable's value; `default` when it is unset or empty."""
+        return self.environ.get(name) or default
+
+    def raw(self, name: str, default: str) -> str:
+        """The variable's value as set (an empty value stays empty, e.g. to switch a channel off)."""
+        return self.environ.get(name, default)
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.get(name, default).lower()
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings. Build with `load_settings()` so the environment is read at call time."""
+
+    home: Path
+    lake_url: str
+    lake_conn_id: str
+    meter_topic: str
+    kafka_conn_id: str
+    consumer_group: str
+    batch_size: int
+    registry_conn_id: str
+    snowflake_conn_id: str
+    duckdb_conn_id: str
+    source_conn_ids: dict[str, str]
+    warehouse_target: str
+    warehouse_path: Path
+    warehouse_parallelism: int
+    dbt_dir: Path
+    dbt_execution_mode: str
+    task_retries: int
+    deadline_alerts: bool
+    weather_cities: str
+    alert_log: str
+    alert_webhook_url: str
+    alert_email_to: str
+    alert_email_from: str
+    smtp_host: str
+    runbook_url: str
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def simulator_dir(self) -> Path:
+        return self.home / "simulator"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def gx_home(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def dbt_manifest(self) -> Path:
+        return self.dbt_dir / "target" / "manifest.json"
+
+    @property
+    def warehouse_pool(self) -> str:
+        """DuckDB allows one writing process: its tasks queue in a one-slot pool."""
+        return DUCKDB_POOL if self.warehouse_target == "duckdb" else "default_pool"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of `environ` (default: this process's environment, read now)."""
+    env = _Environment(environ)
+    home = Path(env.get("METRIFY_HOME", str(PROJECT_ROOT / ".metrify"))).resolve()
+    return Settings(
+        home=home,
+        lake_url=env.get("METRIFY_LAKE_URL", (home / "lake").as_uri()),
+        lake_conn_id=env.get(*LAKE_CONN_ID),
+        meter_topic=env.get("METRIFY_METER_TOPIC", "meter-readings"),
+        kafka_conn_id=env.get(*KAFKA_CONN_ID),
+        consumer_group=env.get("METRIFY_CONSUMER_GROUP", "metrify-ingest"),
+        batch_size=int(env.get("METRIFY_BATCH_SIZE", "100000")),
+        registry_conn_id=env.get(*REGISTRY_CONN_ID),
+        snowflake_conn_id=env.get(*SNOWFLAKE_CONN_ID),
+        duckdb_conn_id=env.get(*DUCKDB_CONN_ID),
+        source_conn_ids={source: env.get(*spec) for source, spec in SOURCE_CONN_IDS.items()},
+        warehouse_target=env.choice("METRIFY_WAREHOUSE_TARGET", "duckdb", WAREHOUSE_TARGETS),
+        warehouse_path=Path(env.get("METRIFY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))),
+        warehouse_parallelism=int(env.get("METRIFY_WAREHOUSE_PARALLELISM", "8")),
+        dbt_dir=Path(env.get("METRIFY_DBT_DIR", str(PROJECT_ROOT / "dbt"))),
+        # WATCHER: chosen by measurement (`python -m metrify_dev.bench.transform_modes`)
+        dbt_execution_mode=env.choice("METRIFY_DBT_EXECUTION_MODE", "watcher", DBT_EXECUTION_MODES),
+        task_retries=int(env.get("METRIFY_TASK_RETRIES", "3")),
+        deadline_alerts=env.get("METRIFY_DEADLINE_ALERTS", "on") != "off",
+        weather_cities=env.raw("METRIFY_WEATHER_CITIES", "").strip(),
+        alert_log=env.raw("METRIFY_ALERT_LOG", str(home / "alerts.log")),
+        alert_webhook_url=env.raw("METRIFY_ALERT_WEBHOOK_URL", ""),
+        alert_email_to=env.raw("METRIFY_ALERT_EMAIL_TO", ""),
+        alert_email_from=env.get("METRIFY_ALERT_EMAIL_FROM", "metrify-alerts@localhost"),
+        smtp_host=env.get("METRIFY_SMTP_HOST", "localhost"),
+        runbook_url=env.get("METRIFY_RUNBOOK_URL", "RUNBOOK.md"),  # or the runbook's URL in your repository host
+    )
+
+
+@contextmanager
+def environ_overrides(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables for a block, then restore what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,1 @@
+"""Data contracts: the schemas of every dataset, the reference geography and the physical limits."""

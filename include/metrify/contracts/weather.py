@@ -1,0 +1,49 @@
+"""The `weather` contract: one row per city, source and observed hour.
+
+How each field is derived from DWD (Bright Sky) and OpenWeatherMap: `metrify.sources.weather`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DATASET = "weather"
+SOURCES = ("dwd", "openweathermap")
+WEATHER_SCHEMA = pa.schema(
+    [
+        ("city", pa.string()),
+        ("region", pa.string()),
+        ("grid_operator", pa.string()),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("source", pa.string()),
+        ("station", pa.string()),
+        ("observed_at", pa.timestamp("us", tz="UTC")),
+        ("temperature_celsius", pa.float64()),
+        ("humidity_percent", pa.float64()),
+        ("pressure_hpa", pa.float64()),
+        ("wind_speed_ms", pa.float64()),
+        ("wind_direction_degrees", pa.float64()),
+        ("cloud_cover_percent", pa.float64()),
+        ("visibility_km", pa.float64()),
+        ("energy_demand_factor", pa.float64()),
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# The columns DESIGN.md names (what the gate checks and the warehouse loads).
+CONTRACT_COLUMNS = (
+    "city",
+    "source",
+    "observed_at",
+    "temperature_celsius",
+    "humidity_percent",
+    "pressure_hpa",
+    "wind_speed_ms",
+    "wind_direction_degrees",
+    "cloud_cover_percent",
+    "visibility_km",
+    "energy_demand_factor",
+    "ingested_at",
+)
+KEY = ("city", "source", "observed_at")
+TIME_COLUMN = "observed_at"

@@ -1,0 +1,1 @@
+"""Meter ingestion: Kafka micro-batches drained exactly once into partitioned Parquet."""

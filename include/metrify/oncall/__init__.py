@@ -1,0 +1,1 @@
+"""What on-call relies on: DAG defaults (owner, retries, timeouts, deadlines) and alerts."""

@@ -1,0 +1,1 @@
+"""Quality gates (Great Expectations checkpoints, row rules, quarantine), scores and anomalies."""

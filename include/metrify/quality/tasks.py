@@ -1,0 +1,201 @@
+"""Task bodies of the quality DAGs (`quality_meter_readings`, `quality_sources`): plain functions.
+
+A gate that fails on bad data raises `AirflowFailException` (a retry cannot fix data), naming
+the expectation, the column, the counts, sample rows and the Data Docs page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from metrify import lake
+from metrify.config import Settings, load_settings
+from metrify.contracts import readings
+from metrify.quality import anomalies
+from metrify.quality.checkpoint import QualityGateError
+from metrify.quality.gate import pending_days, pending_intervals, run_gate, run_source_gate
+from metrify.quality.grid_anomalies import run_grid_anomalies
+from metrify.quality.rules import INTERVAL, evaluate_rows
+from metrify.quality.scores import SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+log = logging.getLogger(__name__)
+
+
+def _fail_on_bad_data(error: QualityGateError) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(str(error))
+
+
+def gate_meter_hour(interval: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Judge one hour of meter readings: (the validated asset event's extra, the task's summary)."""
+    try:
+        report = run_gate(str(interval["date"]), int(interval["hour"]))
+    except QualityGateError as exc:  # bad data: a retry cannot fix it
+        raise _fail_on_bad_data(exc) from exc
+    extra = {
+        "date": report.date,
+        "hour": report.hour,
+        "rows": report.validated,
+        "quality_score": report.score["quality_score"],
+        "quality_tier": report.score["quality_tier"],
+    }
+    summary = {
+        "date": report.date,
+        "hour": report.hour,
+        "validated": report.validated,
+        "quarantined": report.quarantined,
+        "quality_score": report.score["quality_score"],
+    }
+    return extra, summary
+
+
+def gate_source_day(dataset: str, date: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Judge one UTC day of grid status or weather: (the validated asset event's extra, the summary)."""
+    try:
+        report = run_source_gate(dataset, date)
+    except QualityGateError as exc:  # bad data: a retry cannot fix it
+        raise _fail_on_bad_data(exc) from exc
+    extra = {"date": date, "rows": report["validated"]}
+    return extra, {k: report[k] for k in ("dataset", "date", "rows", "validated", "quarantined", "passed")}
+
+
+def source_days(dataset: str, conf: dict[str, Any]) -> list[str]:
+    """UTC days of `dataset` to judge: a manual run's conf (`{"<dataset>": [dates]}`), else every
+    day whose raw files changed since the gate last judged it."""
+    return sorted(set(conf[dataset])) if conf.get(dataset) else pending_days(dataset)
+
+
+def grid_anomalies_of(dates: list[str]) -> list[dict[str, Any]]:
+    return [run_grid_anomalies(date) for date in dates]
+
+
+def source_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "days": len(reports),
+        "validated_rows": sum(r["validated"] for r in reports),
+        "quarantined_rows": sum(r["quarantined"] for r in reports),
+    }
+
+
+def days_for_intervals(intervals: list[dict[str, Any]]) -> list[str]:
+    """Meter-days touched by hour intervals: a day D is (D 00:00, D+1 00:00] in reading_ts
+    (interval-start day), so hour 00 of D+1 also completes day D."""
+    days: set[str] = set()
+    for interval in intervals:
+        days.add(str(interval["date"]))
+        if int(interval["hour"]) == 0:
+            days.add((pd.Timestamp(interval["date"]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"))
+    return sorted(days)
+
+
+def read_day(root: ObjectStoragePath, date: str) -> pd.DataFrame:
+    """Raw readings of meter-day `date`: reading_ts in (date 00:00, date+1 00:00], delivery order."""
+    start = pd.Timestamp(date, tz="UTC")
+    end = start + pd.Timedelta(days=1)
+    frames = []
+    for path in (
+        lake.partition_path(root, "raw", readings.DATASET, date=date),
+        lake.partition_path(root, "raw", readings.DATASET, date=end.strftime("%Y-%m-%d"), hour="00"),
+    ):
+        table = lake.read_table(path, columns=list(readings.RAW_SCHEMA.names))
+        if table is not None:
+            frames.append(table.to_pandas())
+    if not frames:
+        return readings.RAW_SCHEMA.empty_table().to_pandas()
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[(frame["reading_ts"] > start) & (frame["reading_ts"] <= end)]
+    return frame.sort_values(["topic", "partition", "offset"], kind="stable", ignore_index=True)
+
+
+def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Detect anomalies in one meter-day of raw readings; write findings and meter-day scores.
+
+    Findings go to `anomalies/meter_readings/date=<date>/`, scores to
+    `quality/meter_day_scores/date=<date>/` (both overwritten: a re-run is idempotent).
+    """
+    settings = settings or load_settings()
+    root = lake.lake_root(settings)
+    frame = read_day(root, date)
+    if frame.empty:  # e.g. the day before the first hour-00 partition: nothing to judge
+        log.info("anomalies for %s: no raw readings, nothing written", date)
+        return {"date": date, "rows": 0, "findings": {}}
+    day_start = pd.Timestamp(date, tz="UTC")
+    day_end = day_start + pd.Timedelta(days=1)
+    last = frame["reading_ts"].max() if len(frame) else day_start
+    window_end = min(day_end, last)  # a day still being ingested: do not report the future as gaps
+    findings = anomalies.detect_anomalies(frame, day_start, window_end)
+    path = anomalies.write_anomalies(findings, root, date)
+    checked = evaluate_rows(frame, day_start + INTERVAL, day_end + INTERVAL)
+    scores = meter_day_scores(checked, findings)
+    score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
+    lake.write_parquet(pa.Table.from_pandas(scores, schema=SCORE_SCHEMA, preserve_index=False), score_path)
+    summary = {
+        "date": date,
+        "rows": len(frame),
+        "findings": findings["anomaly_type"].value_counts().to_dict(),
+        "anomalies_path": str(path),
+        "scores_path": str(score_path),
+        "tiers": scores["quality_tier"].value_counts().to_dict(),
+        "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * 96),
+    }
+    log.info("anomalies for %s: %s", date, json.dumps(summary, default=str))
+    return summary
+
+
+def intervals_from_request(
+    extras: list[dict[str, Any]], conf: dict[str, Any], settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """The hour intervals a quality run must judge.
+
+    Order of precedence: a manual run's conf (`{"intervals": [{"date":..,"hour":..}]}` or
+    `{"date": "YYYY-MM-DD"}` for all its raw hours), the triggering asset events' extra
+    (`intervals`), else every raw hour whose files changed since the gate last judged it.
+    """
+
+    def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen = {(str(i["date"]), int(i["hour"])) for i in items}
+        for date, hour in seen:
+            datetime.strptime(date, "%Y-%m-%d")
+            if not 0 <= hour <= 23:
+                raise ValueError(f"interval hour {hour} of {date} is not 0..23")
+        return [{"date": d, "hour": h} for d, h in sorted(seen)]
+
+    if conf.get("intervals"):
+        return clean(list(conf["intervals"]))
+    if conf.get("date"):
+        settings = settings or load_settings()
+        base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=str(conf["date"]))
+        hours = {int(p.split("hour=")[1].split("/")[0]) for p in lake.list_files(base) if "hour=" in p}
+        return clean([{"date": conf["date"], "hour": h} for h in hours])
+    requested = [i for extra in extras for i in (extra.get("intervals") or [])]
+    if requested:
+        return clean(requested)
+    return pending_intervals(settings)
+
+
+def run_summary(gates: list[dict[str, Any]], days: list[dict[str, Any]]) -> dict[str, Any]:
+    """One log line an on-call engineer can read: what passed, what was quarantined, what was found."""
+    findings: dict[str, int] = {}
+    for day in days:
+        for kind, count in day.get("findings", {}).items():
+            findings[kind] = findings.get(kind, 0) + int(count)
+    result = {
+        "intervals": len(gates),
+        "validated_rows": sum(int(g["validated"]) for g in gates),
+        "quarantined_rows": sum(int(g["quarantined"]) for g in gates),
+        "lowest_quality_score": min((g["quality_score"] for g in gates), default=None),
+        "days": [d["date"] for d in days],
+        "anomalies": findings,
+    }
+    log.info("quality run: %s", json.dumps(result, default=str))
+    return result

@@ -1,0 +1,204 @@
+"""What the warehouse loads from the lake: its sources, their columns, and the lake intervals.
+
+An *interval* is one lake partition: `date=YYYY-MM-DD/hour=HH` for meter readings, grid status
+and weather (all operators / sources of that hour together), `date=YYYY-MM-DD` for anomalies.
+Loading an interval replaces it (`duckdb_loader`, `snowflake_loader`), so loading twice (or a
+month later) gives the same rows. Column names come from the contracts; each is loaded with a
+logical type that maps to DuckDB and Snowflake (`TYPES`). Timestamps are stored as UTC without
+a zone (`TIMESTAMP` / `TIMESTAMP_NTZ`); dbt derives Europe/Berlin business days from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date as Date
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from metrify import lake
+from metrify.contracts import anomalies, grid, readings, registry, weather
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+RAW_SCHEMA_NAME = "raw"
+REGISTRY_TABLE = registry.TABLE
+META_COLUMNS = (("_interval_date", "date"), ("_interval_hour", "int"), ("_source_file", "text"), ("_loaded_at", "ts"))
+
+# logical type -> (DuckDB, Snowflake)
+TYPES = {
+    "text": ("VARCHAR", "VARCHAR"),
+    "float": ("DOUBLE", "FLOAT"),
+    "int": ("INTEGER", "NUMBER(10,0)"),
+    "ts": ("TIMESTAMP", "TIMESTAMP_NTZ"),
+    "date": ("DATE", "DATE"),
+}
+DUCKDB, SNOWFLAKE = 0, 1  # index into TYPES
+
+
+def logical_type(arrow_type: pa.DataType) -> str:
+    """The warehouse's logical type of an Arrow column type."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_integer(arrow_type):
+        return "int"
+    if pa.types.is_timestamp(arrow_type):
+        return "ts"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    raise TypeError(f"no warehouse type for Arrow type {arrow_type}")
+
+
+def columns_of(schema: pa.Schema, names: Iterable[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """(name, logical type) of `names` (default: every field) as the contract's schema types them."""
+    return tuple((name, logical_type(schema.field(name).type)) for name in (names or schema.names))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A lake dataset the warehouse loads into `raw.<table>`."""
+
+    table: str
+    layer: str
+    dataset: str
+    columns: tuple[tuple[str, str], ...]
+    ts_column: str
+    hourly: bool = True
+    leading_parts: tuple[str, ...] = ()  # partition keys before date= (operator=, source=)
+    partition_columns: tuple[tuple[str, str], ...] = ()  # (column, partition key) filled from the path if absent
+
+    def lake_dir(self, root: ObjectStoragePath) -> ObjectStoragePath:
+        return root / self.layer / self.dataset
+
+    @property
+    def all_columns(self) -> tuple[tuple[str, str], ...]:
+        return self.columns + META_COLUMNS
+
+
+METER_READING_COLUMNS = (*readings.PAYLOAD_SCHEMA.names, "topic", "kafka_ts", "ingested_at")
+SOURCES: dict[str, Source] = {
+    s.table: s
+    for s in (
+        Source(
+            "meter_readings",
+            "raw",
+            readings.DATASET,
+            columns_of(readings.RAW_SCHEMA, METER_READING_COLUMNS),
+            ts_column="reading_ts",
+        ),
+        Source(
+            "grid_status",
+            "raw",
+            grid.DATASET,
+            columns_of(grid.GRID_SCHEMA, grid.CONTRACT_COLUMNS),
+            ts_column=grid.TIME_COLUMN,
+            leading_parts=("operator",),
+            partition_columns=(("operator_name", "operator"),),
+        ),
+        Source(
+            "weather",
+            "raw",
+            weather.DATASET,
+            columns_of(weather.WEATHER_SCHEMA, weather.CONTRACT_COLUMNS),
+            ts_column=weather.TIME_COLUMN,
+            leading_parts=("source",),
+            partition_columns=(("source", "source"),),
+        ),
+        Source(
+            "meter_anomalies",
+            "anomalies",
+            readings.DATASET,
+            columns_of(anomalies.METER_ANOMALY_SCHEMA),
+            ts_column="reading_ts",
+            hourly=False,
+        ),
+    )
+}
+REGISTRY_COLUMNS = columns_of(registry.REGISTRY_SCHEMA)
+
+_PART_RE = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?/[^/]+\.parquet$")
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """One lake partition: a UTC date and (for hourly datasets) an hour."""
+
+    day: Date
+    hour: int | None = None
+
+    def __str__(self) -> str:
+        return f"date={self.day:%Y-%m-%d}" + ("" if self.hour is None else f"/hour={self.hour:02d}")
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        """`date=YYYY-MM-DD[/hour=HH]` (the lake partition path) -> Interval."""
+        match = re.fullmatch(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?", text.strip().strip("/"))
+        if not match:
+            raise ValueError(f"not an interval: {text!r} (expected date=YYYY-MM-DD or date=YYYY-MM-DD/hour=HH)")
+        return cls(Date.fromisoformat(match.group(1)), int(match.group(2)) if match.group(2) else None)
+
+
+@dataclass
+class LoadResult:
+    table: str
+    interval: str
+    files: int
+    rows: int
+    seconds: float
+
+
+@dataclass
+class SyncReport:
+    loaded: list[LoadResult] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.loaded)
+
+
+def create_table_sql(table: str, columns: Sequence[tuple[str, str]], engine: int, schema: str) -> str:
+    """`CREATE TABLE IF NOT EXISTS` for DuckDB (`engine=DUCKDB`) or Snowflake (upper-case names)."""
+    cols = ", ".join(
+        f'"{name.upper() if engine == SNOWFLAKE else name}" {TYPES[kind][engine]}' for name, kind in columns
+    )
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{table} ({cols})"
+
+
+def partitions(
+    source: Source, root: ObjectStoragePath | None = None, days: Iterable[Date] | None = None
+) -> dict[Interval, list[str]]:
+    """Every interval of `source` in the lake with its Parquet files (paths as the fs sees them)."""
+    root = root if root is not None else lake.lake_root()
+    base = source.lake_dir(root)
+    found: dict[Interval, list[str]] = {}
+    wanted = set(days) if days is not None else None
+    for path in lake.list_files(base):
+        match = _PART_RE.search(path)
+        if not match:
+            raise ValueError(
+                f"unexpected file in the lake under {base}: {path} (expected "
+                f"{'/'.join(p + '=…' for p in source.leading_parts)}/date=YYYY-MM-DD"
+                f"{'/hour=HH' if source.hourly else ''}/<name>.parquet)"
+            )
+        day = Date.fromisoformat(match.group(1))
+        if wanted is not None and day not in wanted:
+            continue
+        hour = int(match.group(2)) if source.hourly and match.group(2) else None
+        found.setdefault(Interval(day, hour), []).append(path)
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+def fingerprint(root: ObjectStoragePath, files: Sequence[str]) -> str:
+    """Names, sizes and modification times of an interval's files: changes when any is rewritten."""
+    digest = hashlib.sha256()
+    for path in files:
+        info = root.fs.info(path)
+        digest.update(f"{path}|{info.get('size')}|{info.get('mtime') or info.get('LastModified')}\n".encode())
+    return digest.hexdigest()

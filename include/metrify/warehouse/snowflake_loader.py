@@ -1,0 +1,158 @@
+"""The Snowflake warehouse (production): COPY INTO from an external stage on the S3 lake.
+
+Each interval is copied (`COPY INTO … MATCH_BY_COLUMN_NAME`) into a transient work table, then
+its rows in `raw.<table>` are deleted and re-inserted in one transaction (Snowflake DDL commits
+implicitly, so the COPY happens before the transaction opens). Every statement goes through a
+DB-API cursor (the Airflow Snowflake hook's connection in production, fakesnow in the tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import date as Date
+from typing import TYPE_CHECKING, Any
+
+from metrify.warehouse.catalog import (
+    RAW_SCHEMA_NAME,
+    REGISTRY_COLUMNS,
+    REGISTRY_TABLE,
+    SNOWFLAKE,
+    SOURCES,
+    TYPES,
+    Interval,
+    LoadResult,
+    Source,
+    SyncReport,
+    create_table_sql,
+    partitions,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import ObjectStoragePath
+
+
+def snowflake_setup_sql(
+    stage_url: str, storage_integration: str | None = None, database: str | None = None
+) -> list[str]:
+    """DDL for the raw schema, its tables and the external stage over the lake."""
+    prefix = f"{database}." if database else ""
+    schema = f"{prefix}{RAW_SCHEMA_NAME}"
+    stage_opts = f" STORAGE_INTEGRATION = {storage_integration}" if storage_integration else ""
+    statements = [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"CREATE STAGE IF NOT EXISTS {schema}.lake_stage URL = '{stage_url.rstrip('/')}/'{stage_opts}",
+    ]
+    for source in SOURCES.values():
+        statements.append(create_table_sql(source.table, source.all_columns, SNOWFLAKE, schema))
+    statements.append(create_table_sql(REGISTRY_TABLE, (*REGISTRY_COLUMNS, ("_loaded_at", "ts")), SNOWFLAKE, schema))
+    return statements
+
+
+def snowflake_load_sql(
+    source: Source, interval: Interval, relative_files: Sequence[str], database: str | None = None
+) -> tuple[list[str], list[str]]:
+    """(statements before the transaction, statements inside it, then a cleanup) for one interval.
+
+    `relative_files` are paths relative to the lake root (= the stage URL).
+    """
+    prefix = f"{database}." if database else ""
+    schema = f"{prefix}{RAW_SCHEMA_NAME}"
+    table = f"{schema}.{source.table}"
+    # a transient work table per interval (parallel loads of different intervals never meet)
+    slot = "d" if interval.hour is None else f"{interval.hour:02d}"
+    tmp = f"{schema}._load_{source.table}_{interval.day:%Y%m%d}_{slot}"
+    cols = ", ".join(name.upper() for name, _ in source.columns)
+    hour_sql = "IS NULL" if interval.hour is None else f"= {interval.hour}"
+    where = f"_INTERVAL_DATE = '{interval.day:%Y-%m-%d}'::DATE AND _INTERVAL_HOUR {hour_sql}"
+    before = [
+        f"CREATE OR REPLACE TRANSIENT TABLE {tmp} "
+        f"({', '.join(f'{n.upper()} {TYPES[k][SNOWFLAKE]}' for n, k in source.columns)})"
+    ]
+    for chunk_start in range(0, len(relative_files), 1000):  # COPY takes at most 1,000 FILES
+        chunk = relative_files[chunk_start : chunk_start + 1000]
+        listed = ", ".join(f"'{f}'" for f in chunk)
+        before.append(
+            f"COPY INTO {tmp} FROM @{schema}.lake_stage FILES = ({listed}) "
+            "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+        )
+    hour_value = "NULL" if interval.hour is None else str(interval.hour)
+    inside = [
+        f"DELETE FROM {table} WHERE {where}",
+        f"INSERT INTO {table} ({cols}, _INTERVAL_DATE, _INTERVAL_HOUR, _SOURCE_FILE, _LOADED_AT) "
+        f"SELECT {cols}, '{interval.day:%Y-%m-%d}'::DATE, {hour_value}, NULL, "
+        f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM {tmp}",
+    ]
+    return before, inside + [f"DROP TABLE IF EXISTS {tmp}"]
+
+
+def load_interval_snowflake(
+    cursor: Any, source: Source, interval: Interval, relative_files: Sequence[str], database: str | None = None
+) -> LoadResult:
+    """Replace one interval in Snowflake through a DB-API cursor (snowflake-connector / hook)."""
+    started = time.perf_counter()
+    before, inside = snowflake_load_sql(source, interval, relative_files, database)
+    for statement in before:
+        cursor.execute(statement)
+    cursor.execute("BEGIN")
+    try:
+        rows = 0
+        for statement in inside[:-1]:
+            cursor.execute(statement)
+            rows = cursor.rowcount or 0  # the INSERT's row count
+        cursor.execute("COMMIT")
+        cursor.execute(inside[-1])
+    except Exception as exc:
+        cursor.execute("ROLLBACK")
+        raise RuntimeError(f"loading {source.layer}/{source.dataset}/{interval} into Snowflake failed: {exc}") from exc
+    return LoadResult(source.table, str(interval), len(relative_files), rows, time.perf_counter() - started)
+
+
+def sync_snowflake(
+    cursor: Any,
+    root: ObjectStoragePath,
+    tables: Iterable[str] | None = None,
+    days: Iterable[Date] | None = None,
+    database: str | None = None,
+) -> SyncReport:
+    """Load every interval of the lake (or of `days`) into Snowflake; each load replaces its interval."""
+    report = SyncReport()
+    base = root.path.rstrip("/") + "/"
+    for name in tables or SOURCES:
+        source = SOURCES[name]
+        for interval, files in partitions(source, root, days=days).items():
+            relative = [f.removeprefix(base) if f.startswith(base) else f.split(base.lstrip("/"), 1)[-1] for f in files]
+            report.loaded.append(load_interval_snowflake(cursor, source, interval, relative, database))
+    return report
+
+
+def load_registry_snowflake(cursor: Any, frame: pd.DataFrame, database: str | None = None) -> int:
+    """Replace `raw.meter_registry` in Snowflake with `frame` (rows of the operational registry)."""
+    prefix = f"{database}." if database else ""
+    table = f"{prefix}{RAW_SCHEMA_NAME}.{REGISTRY_TABLE}"
+    names = [n for n, _ in REGISTRY_COLUMNS]
+    records = [
+        tuple(
+            None if _isnull(v) else (str(v) if k in ("text", "date") else float(v))
+            for v, (_, k) in zip(row, REGISTRY_COLUMNS, strict=True)
+        )
+        for row in frame[names].itertuples(index=False)
+    ]
+    cursor.execute("BEGIN")
+    cursor.execute(f"DELETE FROM {table}")
+    if records:
+        placeholders = ", ".join(["%s"] * len(names))
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(n.upper() for n in names)}) VALUES ({placeholders})", records
+        )
+    cursor.execute(f"UPDATE {table} SET _LOADED_AT = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ")
+    cursor.execute("COMMIT")
+    return len(records)
+
+
+def _isnull(value: Any) -> bool:
+    try:
+        return value is None or value != value  # NaN
+    except (TypeError, ValueError):
+        return False

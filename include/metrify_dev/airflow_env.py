@@ -1,0 +1,148 @@
+"""The environment every local Airflow process gets (`metrify run`, the tests, `make up`).
+
+Airflow reads connections from `AIRFLOW_CONN_<ID>` variables, so the embedded broker's address
+and the local lake reach tasks through the same connection ids production uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from metrify.config import DUCKDB_POOL, PROJECT_ROOT, Settings, load_settings
+from metrify_dev import kafka_mock
+from metrify_dev.fakes import read_fakes
+from metrify_dev.postgres import registry_connection, start_registry_db
+
+BIN = Path(sys.executable).parent
+
+
+def connections(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Airflow connections for the embedded stand-ins, keyed by connection id."""
+    conns: dict[str, dict[str, Any]] = {}
+    if kafka_mock.read_broker(settings):
+        conns[settings.kafka_conn_id] = {"conn_type": "kafka", "extra": kafka_mock.embedded_connection_extra(settings)}
+    running_fakes = read_fakes(settings.home)  # the fake grid/weather APIs of `python -m metrify_dev.fakes serve`
+    if running_fakes:
+        conns.update(running_fakes["connections"])
+    conns.update(duckdb_connection(settings))
+    if (settings.home / "postgres" / "postmaster.pid").exists():  # the embedded meter registry
+        conns[settings.registry_conn_id] = registry_connection(start_registry_db(settings))
+    return conns
+
+
+def duckdb_connection(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """The connection Cosmos's DuckDB profile mapping reads: the local warehouse file."""
+    settings = settings or load_settings()
+    return {settings.duckdb_conn_id: {"conn_type": "duckdb", "host": str(settings.warehouse_path)}}
+
+
+def environment(
+    settings: Settings | None = None, extra_connections: dict[str, dict[str, Any]] | None = None
+) -> dict[str, str]:
+    settings = settings or load_settings()
+    home = settings.airflow_home
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
+        "METRIFY_HOME": str(settings.home),
+        "METRIFY_LAKE_URL": settings.lake_url,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    for conn_id, conn in {**connections(settings), **(extra_connections or {})}.items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+    return env
+
+
+def airflow_command(*args: str) -> list[str]:
+    return [str(BIN / "airflow"), *args]
+
+
+def command_environment(
+    args: tuple[str, ...], settings: Settings | None = None, extra_connections: dict[str, dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """The environment for one `airflow` command.
+
+    `airflow dags test` fails on DAGs with deadlines in Airflow 3.3.2 (`DagRun.update_state`
+    looks the alerts up by id but `dags test` hands it their definitions), so its runs leave the
+    DeadlineAlerts out (`metrify.oncall.defaults.deadline`); the scheduler keeps them.
+    """
+    env = environment(settings, extra_connections)
+    if args[:2] == ("dags", "test"):
+        env["METRIFY_DEADLINE_ALERTS"] = "off"
+    return env
+
+
+def airflow(
+    *args: str,
+    settings: Settings | None = None,
+    check: bool = True,
+    extra_connections: dict[str, dict[str, Any]] | None = None,
+    capture: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `airflow` CLI of this virtualenv with the local environment."""
+    return subprocess.run(
+        airflow_command(*args),
+        env=command_environment(args, settings, extra_connections),
+        check=check,
+        text=True,
+        capture_output=capture,
+    )
+
+
+def ensure_db(settings: Settings | None = None) -> None:
+    """Create or upgrade the local metadata database (a no-op when it is current)."""
+    settings = settings or load_settings()
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    marker = settings.airflow_home / ".migrated-v2"
+    if marker.exists():
+        return
+    airflow("db", "migrate", settings=settings, capture=True)
+    airflow(
+        "pools",
+        "set",
+        DUCKDB_POOL,
+        "1",
+        "DuckDB allows one writer: warehouse tasks queue here",
+        settings=settings,
+        capture=True,
+    )
+    marker.touch()
+
+
+def dags_test(
+    dag_id: str,
+    log_path: Path,
+    settings: Settings | None = None,
+    extra_connections: dict[str, dict[str, Any]] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> bool:
+    """Run one DAG with `airflow dags test`, its output in `log_path`; True if the run succeeded.
+
+    `dags test` can exit 0 for a failed run, so the verdict is the scheduler's own
+    "Marking run <DagRun ...> successful|failed" line.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log_file:
+        args = ("dags", "test", dag_id, *extra_args)
+        env = command_environment(args, settings, extra_connections)
+        code = subprocess.run(
+            airflow_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+        ).returncode
+    verdicts = re.findall(
+        rf"Marking run <DagRun {re.escape(dag_id)} .*?> (successful|failed)", log_path.read_text(errors="replace")
+    )
+    return code == 0 and verdicts[-1:] == ["successful"]
