@@ -19,7 +19,7 @@ with affected_hours as (
     from {{ ref('stg_meter_readings') }}
     where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
        or hour_start > (
-            select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(hour_start)') }} from {{ this }}
+            select {{ lookback_start('max(hour_start)') }} from {{ this }}
        )
 ),
 

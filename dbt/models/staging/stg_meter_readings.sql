@@ -83,7 +83,7 @@ select
     has_conflicting_copies,
     topic,
     ingested_at,
-    {{ dbt.datediff('reading_ts', 'ingested_at', 'second') }} as ingestion_lag_seconds,
+    {{ seconds_between('reading_ts', 'ingested_at') }} as ingestion_lag_seconds,
     _interval_date,
     _interval_hour,
     latest_loaded_at as _loaded_at
