@@ -17,16 +17,19 @@
 with affected_hours as (
     select distinct hour_start
     from {{ ref('stg_meter_readings') }}
-    where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-       or hour_start > (
-            select {{ lookback_start('max(hour_start)') }} from {{ this }}
-       )
+    where
+        _loaded_at > (
+            select coalesce(max(existing._loaded_at), cast('1900-01-01' as timestamp)) from {{ this }} as existing
+        )
+        or hour_start > (
+            select {{ lookback_start('max(existing.hour_start)') }} from {{ this }} as existing
+        )
 ),
 
 readings as (
     select r.*
     from {{ ref('stg_meter_readings') }} as r
-    where r.hour_start in (select hour_start from affected_hours)
+    where r.hour_start in (select affected_hours.hour_start from affected_hours)
 ),
 {% else %}
 with readings as (
@@ -86,11 +89,13 @@ select
     negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings
         as flagged_readings,
     case
-        when reading_count = 4 and conflicting_readings = 0
-             and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings = 0
+        when
+            reading_count = 4 and conflicting_readings = 0
+            and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings = 0
             then 'gold'
-        when reading_count >= 3
-             and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings <= 1
+        when
+            reading_count >= 3
+            and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings <= 1
             then 'silver'
         else 'bronze'
     end as quality_tier,
