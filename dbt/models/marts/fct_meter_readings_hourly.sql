@@ -18,9 +18,7 @@ with affected_hours as (
     select distinct hour_start
     from {{ ref('stg_meter_readings') }}
     where
-        _loaded_at > (
-            select coalesce(max(existing._loaded_at), cast('1900-01-01' as timestamp)) from {{ this }} as existing
-        )
+        _loaded_at > {{ loaded_watermark() }}
         or hour_start > (
             select {{ lookback_start('max(existing.hour_start)') }} from {{ this }} as existing
         )
@@ -62,6 +60,14 @@ hourly as (
         max(_loaded_at) as _loaded_at
     from readings
     group by meter_id, hour_start
+),
+
+flagged as (
+    select
+        *,
+        negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings
+            as flagged_readings
+    from hourly
 )
 
 select
@@ -86,18 +92,11 @@ select
     frequency_out_of_range_readings,
     duplicate_copies,
     conflicting_readings,
-    negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings
-        as flagged_readings,
+    flagged_readings,
     case
-        when
-            reading_count = 4 and conflicting_readings = 0
-            and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings = 0
-            then 'gold'
-        when
-            reading_count >= 3
-            and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings <= 1
-            then 'silver'
+        when reading_count = 4 and conflicting_readings = 0 and flagged_readings = 0 then 'gold'
+        when reading_count >= 3 and flagged_readings <= 1 then 'silver'
         else 'bronze'
     end as quality_tier,
     _loaded_at
-from hourly
+from flagged

@@ -13,7 +13,7 @@
 
 {% if is_incremental() %}
 with watermark as (
-    select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) as loaded_at from {{ this }}
+    select {{ loaded_watermark() }} as loaded_at
 ),
 
 affected_hours as (

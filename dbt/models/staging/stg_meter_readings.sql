@@ -20,9 +20,7 @@ with source as (
         {{ reading_hour('reading_ts') }} in (
             select distinct {{ reading_hour('loaded.reading_ts') }}
             from {{ source('lake', 'meter_readings') }} as loaded
-            where loaded._loaded_at > (
-                select coalesce(max(existing._loaded_at), cast('1900-01-01' as timestamp)) from {{ this }} as existing
-            )
+            where loaded._loaded_at > {{ loaded_watermark() }}
         )
     {% endif %}
 ),
