@@ -29,3 +29,13 @@
 {% macro reading_hour(column) -%}
     date_trunc('hour', {{ metrify.interval_start(column) }})
 {%- endmacro %}
+
+{#- The first hour an incremental run recomputes whatever was loaded: `lookback_hours` before `hour`. -#}
+{% macro lookback_start(hour) -%}
+    {{ dbt.dateadd('hour', -var('lookback_hours'), hour) }}
+{%- endmacro %}
+
+{#- Whole seconds from one timestamp to a later one. -#}
+{% macro seconds_between(from_ts, to_ts) -%}
+    {{ dbt.datediff(from_ts, to_ts, 'second') }}
+{%- endmacro %}

@@ -17,11 +17,14 @@ raw_hours as (
         sum(consumption_kwh) as consumption_kwh
     from raw_ranked
     where copy_rank = 1
-    group by 1
+    group by hour_start
 ),
 
 fact_hours as (
-    select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh
+    select
+        hour_start,
+        sum(reading_count) as readings,
+        sum(consumption_kwh) as consumption_kwh
     from {{ ref('fct_meter_readings_hourly') }}
     group by hour_start
 )
@@ -33,6 +36,7 @@ select
     r.consumption_kwh as raw_kwh,
     f.consumption_kwh as fact_kwh
 from raw_hours as r
-full outer join fact_hours as f on f.hour_start = r.hour_start
-where coalesce(r.readings, -1) <> coalesce(f.readings, -1)
-   or abs(coalesce(r.consumption_kwh, 0) - coalesce(f.consumption_kwh, 0)) > 0.000001
+full outer join fact_hours as f on r.hour_start = f.hour_start
+where
+    coalesce(r.readings, -1) <> coalesce(f.readings, -1)
+    or abs(coalesce(r.consumption_kwh, 0) - coalesce(f.consumption_kwh, 0)) > 0.000001

@@ -14,4 +14,4 @@ select
     d.grid_operator,
     a._loaded_at
 from {{ ref('stg_meter_anomalies') }} as a
-left join {{ ref('dim_meters') }} as d on d.meter_id = a.meter_id
+left join {{ ref('dim_meters') }} as d on a.meter_id = d.meter_id

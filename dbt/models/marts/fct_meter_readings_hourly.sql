@@ -17,16 +17,17 @@
 with affected_hours as (
     select distinct hour_start
     from {{ ref('stg_meter_readings') }}
-    where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-       or hour_start > (
-            select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(hour_start)') }} from {{ this }}
-       )
+    where
+        _loaded_at > {{ loaded_watermark() }}
+        or hour_start > (
+            select {{ lookback_start('max(existing.hour_start)') }} from {{ this }} as existing
+        )
 ),
 
 readings as (
     select r.*
     from {{ ref('stg_meter_readings') }} as r
-    where r.hour_start in (select hour_start from affected_hours)
+    where r.hour_start in (select affected_hours.hour_start from affected_hours)
 ),
 {% else %}
 with readings as (
@@ -59,6 +60,14 @@ hourly as (
         max(_loaded_at) as _loaded_at
     from readings
     group by meter_id, hour_start
+),
+
+flagged as (
+    select
+        *,
+        negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings
+            as flagged_readings
+    from hourly
 )
 
 select
@@ -83,16 +92,11 @@ select
     frequency_out_of_range_readings,
     duplicate_copies,
     conflicting_readings,
-    negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings
-        as flagged_readings,
+    flagged_readings,
     case
-        when reading_count = 4 and conflicting_readings = 0
-             and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings = 0
-            then 'gold'
-        when reading_count >= 3
-             and negative_consumption_readings + voltage_out_of_range_readings + frequency_out_of_range_readings <= 1
-            then 'silver'
+        when reading_count = 4 and conflicting_readings = 0 and flagged_readings = 0 then 'gold'
+        when reading_count >= 3 and flagged_readings <= 1 then 'silver'
         else 'bronze'
     end as quality_tier,
     _loaded_at
-from hourly
+from flagged

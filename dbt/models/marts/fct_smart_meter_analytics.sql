@@ -13,26 +13,33 @@
 
 {% if is_incremental() %}
 with watermark as (
-    select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) as loaded_at from {{ this }}
+    select {{ loaded_watermark() }} as loaded_at
 ),
 
 affected_hours as (
-    select hour_start from {{ ref('fct_meter_readings_hourly') }} where _loaded_at > (select loaded_at from watermark)
-    union
-    select hour_start from {{ ref('fct_grid_status') }} where _loaded_at > (select loaded_at from watermark)
-    union
-    select hour_start from {{ ref('fct_weather_hourly') }} where _loaded_at > (select loaded_at from watermark)
+    select hour_start from {{ ref('fct_meter_readings_hourly') }}
+    where _loaded_at > (select watermark.loaded_at from watermark)
+    union distinct
+    select hour_start from {{ ref('fct_grid_status') }}
+    where _loaded_at > (select watermark.loaded_at from watermark)
+    union distinct
+    select hour_start from {{ ref('fct_weather_hourly') }}
+    where _loaded_at > (select watermark.loaded_at from watermark)
 ),
 
 meter_hours as (
 {% else %}
 with meter_hours as (
 {% endif %}
-    select f.*, d.region, d.grid_operator, d.load_profile
+    select
+        f.*,
+        d.region,
+        d.grid_operator,
+        d.load_profile
     from {{ ref('fct_meter_readings_hourly') }} as f
-    join {{ ref('dim_meters') }} as d on d.meter_id = f.meter_id
+    inner join {{ ref('dim_meters') }} as d on f.meter_id = d.meter_id
     {% if is_incremental() %}
-    where f.hour_start in (select hour_start from affected_hours)
+    where f.hour_start in (select affected_hours.hour_start from affected_hours)
     {% endif %}
 ),
 
@@ -100,6 +107,6 @@ select
     greatest(c._loaded_at, coalesce(g._loaded_at, c._loaded_at), coalesce(w._loaded_at, c._loaded_at)) as _loaded_at
 from consumption as c
 left join {{ ref('fct_grid_status') }} as g
-    on g.operator_name = c.grid_operator and g.hour_start = c.hour_start
+    on c.grid_operator = g.operator_name and c.hour_start = g.hour_start
 left join weather as w
-    on w.region = c.region and w.hour_start = c.hour_start
+    on c.region = w.region and c.hour_start = w.hour_start

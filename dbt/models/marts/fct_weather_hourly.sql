@@ -45,4 +45,4 @@ select
     hourly.avg_apparent_temperature_celsius,
     hourly._loaded_at
 from hourly
-left join {{ ref('cities') }} as cities on cities.city = hourly.city
+left join {{ ref('cities') }} as cities on hourly.city = cities.city

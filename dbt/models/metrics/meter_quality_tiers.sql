@@ -17,7 +17,7 @@ scored as (
     select
         *,
         (complete_hours * 1.0 / hours)
-            * greatest(1 - (flagged_readings + conflicting_readings) * 1.0 / nullif(reading_count, 0), 0) as quality_score
+        * greatest(1 - (flagged_readings + conflicting_readings) * 1.0 / nullif(reading_count, 0), 0) as quality_score
     from days
 )
 

@@ -28,8 +28,9 @@ select
     count(temperature_celsius) as hours_with_weather,
     -- undefined (null) with fewer than 3 hours or a constant series; never NaN
     case
-        when count(temperature_celsius) >= 3
-             and stddev_pop(temperature_celsius) > 0 and stddev_pop(consumption_kwh) > 0
+        when
+            count(temperature_celsius) >= 3
+            and stddev_pop(temperature_celsius) > 0 and stddev_pop(consumption_kwh) > 0
             then corr(consumption_kwh, temperature_celsius)
     end as consumption_temperature_correlation
 from hourly

@@ -26,8 +26,10 @@ select
     load_factor,
     frequency_hz,
     abs(frequency_hz - 50) as frequency_deviation_hz,
-    case when frequency_hz < {{ var('frequency_min') }} or frequency_hz > {{ var('frequency_max') }} then true else false end
-        as is_frequency_excursion,
+    case
+        when frequency_hz < {{ var('frequency_min') }} or frequency_hz > {{ var('frequency_max') }} then true
+        else false
+    end as is_frequency_excursion,
     voltage_kv,
     grid_stability_score,
     renewable_percentage,

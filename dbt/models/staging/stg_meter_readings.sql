@@ -16,32 +16,36 @@
 with source as (
     select * from {{ source('lake', 'meter_readings') }}
     {% if is_incremental() %}
-    where {{ reading_hour('reading_ts') }} in (
-        select distinct {{ reading_hour('reading_ts') }}
-        from {{ source('lake', 'meter_readings') }}
-        where _loaded_at > (select coalesce(max(_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-    )
+    where
+        {{ reading_hour('reading_ts') }} in (
+            select distinct {{ reading_hour('loaded.reading_ts') }}
+            from {{ source('lake', 'meter_readings') }} as loaded
+            where loaded._loaded_at > {{ loaded_watermark() }}
+        )
     {% endif %}
 ),
 
 ranked as (
     select
-        source.*,
+        *,
         row_number() over (partition by meter_id, reading_ts order by {{ reading_dedup_order() }}) as copy_rank,
         count(*) over (partition by meter_id, reading_ts) as copies,
         max(_loaded_at) over (partition by meter_id, reading_ts) as latest_loaded_at,
         case
-            when min(consumption_kwh) over (partition by meter_id, reading_ts)
-                 <> max(consumption_kwh) over (partition by meter_id, reading_ts)
-              or min(voltage) over (partition by meter_id, reading_ts)
-                 <> max(voltage) over (partition by meter_id, reading_ts)
-            then true else false
+            when
+                min(consumption_kwh) over (partition by meter_id, reading_ts)
+                <> max(consumption_kwh) over (partition by meter_id, reading_ts)
+                or min(voltage) over (partition by meter_id, reading_ts)
+                <> max(voltage) over (partition by meter_id, reading_ts)
+                then true
+            else false
         end as has_conflicting_copies
     from source
 ),
 
 deduplicated as (
-    select * from ranked where copy_rank = 1
+    select * from ranked
+    where copy_rank = 1
 ),
 
 timed as (
@@ -83,7 +87,7 @@ select
     has_conflicting_copies,
     topic,
     ingested_at,
-    {{ dbt.datediff('reading_ts', 'ingested_at', 'second') }} as ingestion_lag_seconds,
+    {{ seconds_between('reading_ts', 'ingested_at') }} as ingestion_lag_seconds,
     _interval_date,
     _interval_hour,
     latest_loaded_at as _loaded_at

@@ -28,22 +28,26 @@ derived as (
         *,
         -- NOAA heat index (Rothfusz regression, degrees F), meaningful from 80 F (26.7 C)
         case
-            when temperature_f >= 80 and humidity_percent is not null then
-                (-42.379 + 2.04901523 * temperature_f + 10.14333127 * humidity_percent
-                 - 0.22475541 * temperature_f * humidity_percent
-                 - 0.00683783 * temperature_f * temperature_f
-                 - 0.05481717 * humidity_percent * humidity_percent
-                 + 0.00122874 * temperature_f * temperature_f * humidity_percent
-                 + 0.00085282 * temperature_f * humidity_percent * humidity_percent
-                 - 0.00000199 * temperature_f * temperature_f * humidity_percent * humidity_percent
-                 - 32) * 5.0 / 9.0
+            when temperature_f >= 80 and humidity_percent is not null
+                then
+                    (
+                        -42.379 + 2.04901523 * temperature_f + 10.14333127 * humidity_percent
+                        - 0.22475541 * temperature_f * humidity_percent
+                        - 0.00683783 * temperature_f * temperature_f
+                        - 0.05481717 * humidity_percent * humidity_percent
+                        + 0.00122874 * temperature_f * temperature_f * humidity_percent
+                        + 0.00085282 * temperature_f * humidity_percent * humidity_percent
+                        - 0.00000199 * temperature_f * temperature_f * humidity_percent * humidity_percent
+                        - 32
+                    ) * 5.0 / 9.0
             else temperature_celsius
         end as heat_index_celsius,
         -- Environment Canada / JAG/TI wind chill, defined for T <= 10 C and wind > 4.8 km/h
         case
-            when temperature_celsius <= 10 and wind_speed_kmh > 4.8 then
-                13.12 + 0.6215 * temperature_celsius - 11.37 * power(wind_speed_kmh, 0.16)
-                + 0.3965 * temperature_celsius * power(wind_speed_kmh, 0.16)
+            when temperature_celsius <= 10 and wind_speed_kmh > 4.8
+                then
+                    13.12 + 0.6215 * temperature_celsius - 11.37 * power(wind_speed_kmh, 0.16)
+                    + 0.3965 * temperature_celsius * power(wind_speed_kmh, 0.16)
             else temperature_celsius
         end as wind_chill_celsius
     from converted
