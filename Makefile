@@ -31,7 +31,15 @@ $(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
 run: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify run
 
-test: $(BIN)/.installed $(MANIFEST)
+# Lint, format and type checks: part of `make test` (configured in pyproject.toml and .sqlfluff).
+lint: $(BIN)/.installed
+	@echo "==> ruff (lint), ruff format --check, mypy, sqlfluff"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+	@$(BIN)/sqlfluff lint dbt/models dbt/tests
+
+test: lint $(MANIFEST)
 	@$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed $(MANIFEST)

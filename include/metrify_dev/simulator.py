@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metrify.contracts.anomalies import METER_ANOMALY_TYPES
 from metrify.contracts.geography import CITIES, City
+from metrify.contracts.readings import MEASUREMENTS, PAYLOAD_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,7 @@ PROFILE_SHARES = {"H25": 0.68, "P25": 0.15, "G25": 0.13, "L25": 0.04}
 # Median yearly consumption (kWh) and its log-normal spread per class.
 YEARLY_KWH = {"H25": (3200.0, 0.45), "P25": (4200.0, 0.35), "G25": (22000.0, 0.8), "L25": (15000.0, 0.6)}
 NOISE_SIGMA = {"H25": 0.35, "P25": 0.35, "G25": 0.15, "L25": 0.2}
-ANOMALY_TYPES = (
-    "negative_consumption",
-    "voltage_out_of_range",
-    "frequency_out_of_range",
-    "stuck_meter",
-    "spike",
-    "gap",
-    "duplicate_conflict",
-)
+ANOMALY_TYPES = METER_ANOMALY_TYPES  # every kind the detectors know is injected
 POISON_KINDS = ("not_json", "missing_field", "wrong_type", "impossible_value")
 
 
@@ -249,18 +243,7 @@ def simulate(options: SimulationOptions) -> Simulation:
         }
     )
     frame, labels, conflicts = _inject_anomalies(frame, registry, n_ts, options.anomaly_rate, rng)
-    columns = [
-        "meter_id",
-        "reading_ts",
-        "consumption_kwh",
-        "export_kwh",
-        "voltage",
-        "current",
-        "power_factor",
-        "frequency",
-        "temperature",
-        "humidity",
-    ]
+    columns = PAYLOAD_SCHEMA.names
     frame, conflicts = (_with_current(f)[columns] for f in (frame, conflicts))
     keys, values, counts = _messages(frame, conflicts, options, rng)
     counts.update(
@@ -368,23 +351,7 @@ def _messages(
     stream = pd.concat([frame, conflicts], ignore_index=True) if len(conflicts) else frame
     stream = stream.sort_values(["reading_ts", "meter_id"], kind="stable", ignore_index=True)
     ts_text = stream["reading_ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy()
-    columns = (
-        [stream[c].to_numpy() for c in ("meter_id",)]
-        + [ts_text]
-        + [
-            stream[c].to_numpy()
-            for c in (
-                "consumption_kwh",
-                "export_kwh",
-                "voltage",
-                "current",
-                "power_factor",
-                "frequency",
-                "temperature",
-                "humidity",
-            )
-        ]
-    )
+    columns = [stream["meter_id"].to_numpy(), ts_text, *(stream[c].to_numpy() for c in MEASUREMENTS)]
     values = [encode(row) for row in zip(*columns, strict=True)]
     keys = [m.encode() for m in columns[0]]
     order = np.arange(len(values))

@@ -49,7 +49,7 @@ def built(warehouse_home, tmp_path_factory):
     started = time.perf_counter()
     result = dbt_runner.run_dbt(["build"], target_path=target)
     print(f"\ndbt build on DuckDB: {time.perf_counter() - started:.1f}s, {len(result.statuses)} nodes")
-    return {"data": data, "sync": report, "build": result, "target": target, "registry": registry}
+    return {"data": data, "sync": report, "build": result, "target": target, "registry": rows}
 
 
 def query(sql: str) -> list[tuple]:
@@ -80,9 +80,9 @@ def test_reloading_an_interval_replaces_it(built):
 
 
 def test_registry_round_trip_through_postgres(built):
-    registry = built["registry"]
+    loaded = built["registry"]
     source = built["data"].registry
-    assert list(registry["meter_id"]) == sorted(source["meter_id"])
+    assert list(loaded["meter_id"]) == sorted(source["meter_id"])
     rows = query(
         "select meter_id, load_profile, grid_operator, cast(installed_date as varchar) "
         "from marts.dim_meters order by meter_id"

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from metrify import lake
+from metrify.config import load_settings
 from metrify.warehouse import catalog, cosmos_config, dbt_runner, snowflake_loader
 from metrify_dev import sample_lake as wd
 from tests.integration.oracles import expected_hourly
@@ -165,8 +166,6 @@ def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
     from cryptography.hazmat.primitives.asymmetric import rsa
     from dbt.cli.main import dbtRunner
 
-    from metrify import transform
-
     pem = (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
         .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -208,7 +207,7 @@ def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
         debug = [
             "debug",
             "--project-dir",
-            str(transform.dbt_dir()),
+            str(load_settings().dbt_dir),
             "--profiles-dir",
             str(path.parent),
             "--target",

@@ -79,3 +79,31 @@ def test_dockerfile_uses_the_pinned_airflow_and_installs_the_project() -> None:
     assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", text, re.M)
     for needed in ("requirements.txt", "include", "dags", "dbt", "plugins"):
         assert needed in text, f"Dockerfile does not copy {needed}"
+
+
+DEV_ONLY = ("pytest", "moto", "fakesnow", "selenium", "pgserver", "demandlib", "holidays", "ruff", "mypy", "sqlfluff")
+
+
+def test_the_image_gets_the_production_package_and_requirements_only() -> None:
+    """The Dockerfile copies `include/metrify` (never `metrify_dev` or the whole `include/`) and
+    installs requirements.txt, which holds none of the local stack's or the tests' packages."""
+    copies = [line.split()[-2] for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY")]
+    assert "include/metrify" in copies and "include/pyproject.toml" in copies, copies
+    assert not [c for c in copies if c in ("include", "include/", ".") or "metrify_dev" in c], copies
+    pinned = {
+        line.split("==")[0].split("[")[0]
+        for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    assert not [p for p in DEV_ONLY if p in pinned], sorted(p for p in DEV_ONLY if p in pinned)
+    dev = (PROJECT_ROOT / "requirements-dev.txt").read_text()
+    for package in DEV_ONLY:
+        assert re.search(rf"^{package}==", dev, re.M), f"{package} is not pinned in requirements-dev.txt"
+
+
+def test_the_production_project_file_packages_only_metrify() -> None:
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "include" / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["metrify", "metrify.*"]
+    assert "scripts" not in project["project"]

@@ -68,7 +68,8 @@ REQUIRED = (
     "power_factor",
     "frequency",
 )
-NUMERIC = tuple(f.name for f in PAYLOAD_SCHEMA if pa.types.is_floating(f.type))
+# The measured values of a reading (every payload column but meter_id and reading_ts)
+MEASUREMENTS = tuple(f.name for f in PAYLOAD_SCHEMA if pa.types.is_floating(f.type))
 
 # Hard physical bounds (inclusive): a value outside can only be a broken device or encoder.
 # Plausibility limits are narrower and belong to the quality gate.

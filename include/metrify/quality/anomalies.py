@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from metrify import lake
 from metrify.contracts.anomalies import METER_ANOMALY_SCHEMA
-from metrify.contracts.readings import DATASET
+from metrify.contracts.readings import DATASET, MEASUREMENTS
 from metrify.contracts.thresholds import (
     FREQUENCY_BAND_HZ,
     FREQUENCY_CRITICAL_DEVIATION_HZ,
@@ -50,16 +50,6 @@ STUCK_MIN_INTERVALS = 8  # 2 hours of the very same non-zero value
 SPIKE_MIN_Z = 8.0  # robust z-score against the meter's own neighbourhood
 SPIKE_MIN_RATIO = 10.0  # and at least 10x the local median
 SPIKE_MIN_EXCESS_KWH = 0.2  # and at least 0.2 kWh above it (800 W for 15 min)
-VALUE_COLUMNS = (
-    "consumption_kwh",
-    "export_kwh",
-    "voltage",
-    "current",
-    "power_factor",
-    "frequency",
-    "temperature",
-    "humidity",
-)
 
 
 @dataclass
@@ -116,7 +106,7 @@ def build_grid(
     repeat = np.zeros(len(key_sorted), dtype=bool)
     repeat[1:] = key_sorted[1:] == key_sorted[:-1]
     first_rows = order[~repeat]
-    values = {c: frame[c].to_numpy(dtype=float, na_value=np.nan) for c in VALUE_COLUMNS if c in frame}
+    values = {c: frame[c].to_numpy(dtype=float, na_value=np.nan) for c in MEASUREMENTS if c in frame}
 
     conflicts = pd.DataFrame({"row": pd.Series(dtype=np.int64), "slot": pd.Series(dtype=np.int64)})
     if repeat.any():

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from metrify.contracts.readings import MEASUREMENTS
 from metrify.contracts.thresholds import (
     FREQUENCY_BAND_HZ,
     FREQUENCY_NOMINAL_HZ,
@@ -21,7 +22,7 @@ from metrify.contracts.thresholds import (
     VOLTAGE_BAND_V,
     VOLTAGE_PHYSICAL_V,
 )
-from metrify.quality.anomalies import VALUE_COLUMNS, epoch_us
+from metrify.quality.anomalies import epoch_us
 
 INTERVAL = pd.Timedelta(minutes=15)
 TIMELY_MINUTES = 60.0  # ingested within an hour of reaching Kafka is timely
@@ -53,7 +54,7 @@ def duplicate_status(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     copies_sorted = np.bincount(group)[group]
     first_pos = np.flatnonzero(new)[group]  # position (in sorted order) of the group's first copy
     differs = np.zeros(n, dtype=bool)
-    for name in VALUE_COLUMNS:
+    for name in MEASUREMENTS:
         if name not in frame:
             continue
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)[order]
