@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,8 +56,19 @@ SECURITY_PROTOCOL = "SASL_SSL"
 USERNAME = "metrify"
 HOST = "127.0.0.1"
 NODE_ID = 1
+OFFSETS_PARTITIONS = 12  # offsets.topic.num.partitions
+# Errors of a group coordinator that is still loading after a (re)start: retried while waiting.
+_COORDINATOR_NOT_READY = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
 
 POM = Path(__file__).with_name("kafka_broker_pom.xml")
+# Named in full so that Maven needs no plugin-prefix lookup (and the result is reproducible).
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 INSTALL_HINT = "apt-get install openjdk-17-jre-headless maven"
 HEAP_OPTS = ["-Xmx512m", "-Xms256m"]
 # The JVM options Apache's kafka-run-class.sh uses for the broker, less JMX and GC logging.
@@ -98,6 +109,7 @@ class BrokerState(TypedDict):
     log_file: str
     started_at: float
     start_seconds: float
+    timings: dict[str, float]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +142,13 @@ def java_major_version(java: str | None = None) -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+def _maven_says(line: str) -> bool:
+    """False for Maven's empty and boilerplate error lines (help links, -e/-X hints)."""
+    text = re.sub(r"^\[(ERROR|WARNING|INFO)\]\s*", "", line).strip()
+    boilerplate = ("To see the full", "Re-run Maven", "For more information", "[Help 1] http")
+    return bool(text) and not text.startswith(boilerplate)
+
+
 def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
     """The folder of the broker's jars, `<dist_home>/<version>/libs`, resolved once with Maven.
 
@@ -150,7 +169,7 @@ def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
     partial.mkdir(parents=True)
     cmd = [
         mvn, "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}",
-        "dependency:copy-dependencies", "-DincludeScope=runtime",
+        f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]  # fmt: skip
     try:
@@ -161,18 +180,21 @@ def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
             "(a slow or unreachable Maven Central?)"
         ) from exc
     if done.returncode != 0 or not any(partial.glob("kafka_2.13-*.jar")):
-        said = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        offline = re.search(
-            r"Could not (transfer|resolve)|UnknownHost|Network is unreachable|offline|"
-            r"Connection (refused|timed out)",
+        output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).strip()
+        said = "\n".join(line for line in output.splitlines() if _maven_says(line))
+        if re.search(r"Could not find artifact|Failure to find|was not found in", said):
+            why = f"no such artifact on Maven Central (is {version} a released Kafka version?)"
+        elif re.search(
+            r"Could not transfer|Unknown ?host|Network is unreachable|offline|"
+            r"Connection (refused|timed out)|No plugin found",
             said,
-        )
-        why = (
-            "Maven Central is not reachable (offline?) and the jars are not in the local "
-            "Maven repository (~/.m2)"
-            if offline
-            else "see Maven's output"
-        )
+        ):
+            why = (
+                "Maven Central is not reachable (offline?) and the jars are not in the local "
+                "Maven repository (~/.m2)"
+            )
+        else:
+            why = "see Maven's output"
         raise KafkaBrokerError(
             f"Maven could not resolve {KAFKA_ARTIFACT}:{version} and its dependencies: {why}. "
             f"Command: {' '.join(cmd)}\nMaven said:\n{said}"
@@ -343,6 +365,26 @@ rootLogger.appenderRef.err.ref = STDERR
 """
 
 
+def _java_string_hash(text: str) -> int:
+    """Java's String.hashCode() (for BMP text)."""
+    value = 0
+    for char in text:
+        value = (31 * value + ord(char)) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def coordinator_probe_groups(partitions: int = OFFSETS_PARTITIONS) -> list[str]:
+    """One group id per __consumer_offsets partition (Kafka: abs(hashCode) % partitions)."""
+    found: dict[int, str] = {}
+    index = 0
+    while len(found) < partitions:
+        group = f"metrify-ready-probe-{index}"
+        code = _java_string_hash(group)
+        found.setdefault((0 if code == -(1 << 31) else abs(code)) % partitions, group)
+        index += 1
+    return [found[p] for p in sorted(found)]
+
+
 def _pid_alive(pid: int) -> bool:
     """True if the process runs (not a zombie); reaps it if this process started it."""
     child = _CHILDREN.get(pid)
@@ -412,7 +454,10 @@ class KafkaBroker:
     # -- public API ---------------------------------------------------------------------------
 
     def up(self, timeout: float = 120.0) -> BrokerState:
-        """The running broker's state; starts it (resolving jars, formatting) if none runs."""
+        """The running broker's state; starts it (resolving jars, formatting) if none runs.
+
+        `timeout` bounds the wait for the started JVM to answer (not the Maven download).
+        """
         with self._lock():
             state = self.read()
             return state if state is not None else self._start(timeout)
@@ -424,15 +469,18 @@ class KafkaBroker:
                 raise KafkaBrokerError(f"a broker already runs under {self.state_dir}: use up()")
             return self._start(timeout)
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """SIGTERM the broker, SIGKILL after `timeout` s; False if none was running."""
-        with self._lock():
-            return self._stop(timeout)
+    def stop(self, timeout: float = 30.0, kill: bool = False) -> bool:
+        """SIGTERM the broker, SIGKILL after `timeout` s; False if none was running.
 
-    def restart(self, timeout: float = 120.0) -> BrokerState:
-        """Stop (if running) and start again with the same data, cluster id and ports."""
+        `kill=True` sends SIGKILL at once: a crash, as far as Kafka can tell.
+        """
         with self._lock():
-            self._stop()
+            return self._stop(timeout, kill)
+
+    def restart(self, timeout: float = 120.0, kill: bool = False) -> BrokerState:
+        """Stop (if running; SIGKILL if `kill`) and start again: same data, cluster id, ports."""
+        with self._lock():
+            self._stop(kill=kill)
             return self._start(timeout)
 
     def read(self) -> BrokerState | None:
@@ -590,13 +638,17 @@ class KafkaBroker:
             "default.replication.factor": 1,
             "min.insync.replicas": 1,
             "offsets.topic.replication.factor": 1,
-            "offsets.topic.num.partitions": 12,
+            "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
             "transaction.state.log.replication.factor": 1,
             "transaction.state.log.min.isr": 1,
             "transaction.state.log.num.partitions": 12,
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
+            # After a crash the controller waits this long before the restarted broker may
+            # register again (default 9 s).
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
             "num.network.threads": 2,
             "num.io.threads": 4,
             "num.recovery.threads.per.data.dir": 1,
@@ -615,7 +667,9 @@ class KafkaBroker:
             raise KafkaBrokerError(
                 f"Kafka {self.version} needs Java 17+, `{java}` is Java {major} ({INSTALL_HINT})"
             )
+        timings: dict[str, float] = {}
         libs = resolve_classpath(self.dist_home, self.version)
+        timings["resolve_s"] = round(time.monotonic() - begun, 2)
         setup = self._ensure_setup()
         for port in (setup["client_port"], setup["controller_port"]):
             if not _port_free(port):
@@ -629,7 +683,9 @@ class KafkaBroker:
         log4j.write_text(_log4j2_file_config(self.log_file))
         classpath = f"{libs}/*"
         if not (self.data_dir / "meta.properties").is_file():
+            formatting = time.monotonic()
             self._format(java, classpath, setup)
+            timings["format_s"] = round(time.monotonic() - formatting, 2)
         cmd = [
             java, *HEAP_OPTS, *JVM_OPTS,
             f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.state_dir}",
@@ -649,7 +705,9 @@ class KafkaBroker:
         _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(str(proc.pid))
         try:
-            self._wait_ready(proc.pid, timeout, begun)
+            spawned = time.monotonic()
+            timings["jvm_to_metadata_s"] = round(self._wait_ready(proc.pid, timeout), 2)
+            timings["jvm_to_groups_s"] = round(time.monotonic() - spawned, 2)
         except BaseException:
             self._kill(proc.pid, 10.0)
             raise
@@ -669,6 +727,7 @@ class KafkaBroker:
             "log_file": str(self.log_file),
             "started_at": time.time(),
             "start_seconds": round(time.monotonic() - begun, 2),
+            "timings": timings,
         }
         _write_private(self.state_file, json.dumps(state, indent=2).encode())
         return state
@@ -691,8 +750,15 @@ class KafkaBroker:
                 f"(exit {done.returncode}):\n{said}"
             )
 
-    def _wait_ready(self, pid: int, timeout: float, begun: float) -> None:
-        """Block until the broker answers a metadata request over SASL_SSL."""
+    def _wait_ready(self, pid: int, timeout: float) -> float:
+        """Block until the broker answers metadata requests over SASL_SSL and group requests.
+
+        Group coordinators load their __consumer_offsets partitions only after the broker
+        answers: an OffsetFetch for one group per partition waits for all of them, so that
+        committed() right after a restart does not fail with NOT_COORDINATOR. Returns the
+        seconds until the first metadata answer.
+        """
+        began = time.monotonic()
         errors: list[str] = []
         config: dict[str, Any] = {
             **self.connection_extra(),
@@ -702,7 +768,7 @@ class KafkaBroker:
             "error_cb": lambda err: errors.append(str(err)),
         }
         admin = AdminClient(config)
-        deadline = begun + timeout
+        deadline = time.monotonic() + timeout
         while True:
             if not _pid_alive(pid):
                 raise KafkaBrokerError(
@@ -712,7 +778,7 @@ class KafkaBroker:
                 )
             try:
                 admin.list_topics(timeout=1.0)
-                return
+                break
             except KafkaException as exc:
                 errors.append(str(exc))
             if time.monotonic() > deadline:
@@ -722,8 +788,46 @@ class KafkaBroker:
                     f"Last lines of {self.log_file}:\n{_tail(self.log_file)}"
                 )
             time.sleep(0.2)
+        answered = time.monotonic() - began
+        for group in coordinator_probe_groups():
+            self._wait_coordinator(pid, group, deadline, timeout)
+        return answered
 
-    def _stop(self, timeout: float = 30.0) -> bool:
+    def _wait_coordinator(self, pid: int, group: str, deadline: float, timeout: float) -> None:
+        """Block until the coordinator of `group` answers an OffsetFetch (committed()).
+
+        A Consumer, not AdminClient.list_consumer_group_offsets: with confluent-kafka 2.16.1 the
+        latter crashes the interpreter (SIGSEGV in librdkafka's rd_kafka_cgrp_op, librdkafka
+        issue #5040) when the coordinator answers NOT_COORDINATOR, as it does after a restart.
+        """
+        consumer = Consumer(
+            {**self.connection_extra(), "group.id": group, "log_level": 0,
+             "enable.auto.commit": False}
+        )  # fmt: skip
+        last = ""
+        try:
+            while True:
+                try:
+                    consumer.committed([TopicPartition("__consumer_offsets", 0)], timeout=2)
+                    return
+                except KafkaException as exc:
+                    err = exc.args[0]
+                    if not (isinstance(err, KafkaError) and err.code() in _COORDINATOR_NOT_READY):
+                        raise KafkaBrokerError(
+                            f"the Kafka broker (pid {pid}) failed an OffsetFetch: {err}"
+                        ) from exc
+                    last = str(err)
+                if time.monotonic() > deadline or not _pid_alive(pid):
+                    raise KafkaBrokerError(
+                        f"the Kafka broker (pid {pid}) answers metadata but its group "
+                        f"coordinator was not ready within {timeout:.0f} s (last error: {last}). "
+                        f"Last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                    )
+                time.sleep(0.1)
+        finally:
+            consumer.close()
+
+    def _stop(self, timeout: float = 30.0, kill: bool = False) -> bool:
         pids: list[int] = []
         for source in (self.state_file, self.pid_file):
             try:
@@ -734,7 +838,7 @@ class KafkaBroker:
         stopped = False
         for pid in dict.fromkeys(pids):
             if _is_our_broker(pid, self.config_file):
-                self._kill(pid, timeout)
+                self._kill(pid, 0.0 if kill else timeout)
                 stopped = True
         self.state_file.unlink(missing_ok=True)
         self.pid_file.unlink(missing_ok=True)
@@ -742,8 +846,9 @@ class KafkaBroker:
 
     @staticmethod
     def _kill(pid: int, timeout: float) -> None:
-        """SIGTERM the broker's process group, SIGKILL it if it outlives `timeout` s."""
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        """SIGTERM the broker's process group, SIGKILL it if it outlives `timeout` s (0: at once)."""
+        steps = [(signal.SIGTERM, timeout)] if timeout > 0 else []
+        for sig, wait in [*steps, (signal.SIGKILL, 10.0)]:
             try:
                 os.killpg(pid, sig)
             except ProcessLookupError:
@@ -808,7 +913,8 @@ def main(argv: list[str] | None = None) -> int:
         if running is not None:
             print(f"  already running (up {time.time() - state['started_at']:.0f} s)")
         else:
-            print(f"  started in {state['start_seconds']} s")
+            steps = ", ".join(f"{k[:-2]} {v} s" for k, v in state["timings"].items())
+            print(f"  started in {state['start_seconds']} s ({steps})")
         for topic in args.topic:
             count = broker.create_topic(topic, args.partitions)
             print(f"  topic {topic}: {count} partitions")

@@ -204,9 +204,11 @@ def test_committed_offsets_and_messages_survive_restart(kafka: KafkaBroker) -> N
         counts[partition] = max(counts.get(partition, 0), offset + 1)
     commit = [TopicPartition(topic, p, n // 2) for p, n in sorted(counts.items())]
     consumer = Consumer({**extra, "group.id": group, "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p) for p in counts])
-    consumer.commit(offsets=commit, asynchronous=False)
-    consumer.close()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in counts])
+        consumer.commit(offsets=commit, asynchronous=False)
+    finally:
+        consumer.close()
 
     before = kafka.read()
     assert before is not None
@@ -215,11 +217,27 @@ def test_committed_offsets_and_messages_survive_restart(kafka: KafkaBroker) -> N
     assert after["bootstrap"] == before["bootstrap"], "a restarted broker keeps its address"
     assert after["cluster_id"] == before["cluster_id"]
 
+    # restart() returns once the group coordinator is loaded: no NOT_COORDINATOR retry here.
     consumer = Consumer({**extra, "group.id": group, "enable.auto.commit": False})
-    committed = consumer.committed([TopicPartition(topic, p) for p in counts], timeout=30)
-    consumer.close()
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in counts], timeout=30)
+    finally:
+        consumer.close()
     assert sorted((tp.partition, tp.offset) for tp in committed) == [
         (tp.partition, tp.offset) for tp in commit
     ]
     again = _consume(extra, topic, 12, len(sent))
     assert sorted(again) == sorted(got), "messages changed across the restart"
+
+
+def test_messages_survive_a_crash_and_restart(kafka: KafkaBroker) -> None:
+    topic = _topic()
+    kafka.create_topic(topic)
+    extra = kafka.connection_extra()
+    sent = _produce({**extra, "acks": "all"}, topic, 60)
+    before = kafka.read()
+    assert before is not None
+    after = kafka.restart(kill=True)  # SIGKILL: no clean shutdown
+    assert after["pid"] != before["pid"] and after["bootstrap"] == before["bootstrap"]
+    got = _consume(extra, topic, 12, len(sent))
+    assert sorted((k, v) for k, v, _, _ in got) == sorted(sent)
