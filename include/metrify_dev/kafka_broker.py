@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -529,6 +529,8 @@ class KafkaBroker:
         Idempotent: an existing topic with the same count is fine; a different count is an error.
         """
         partitions = partitions or self.partitions
+        if self.read() is None:
+            raise KafkaBrokerError(f"no broker running under {self.state_dir}: up() first")
         admin = self._admin()
         futures = admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1)],
@@ -586,11 +588,12 @@ class KafkaBroker:
 
     def _ensure_setup(self) -> dict[str, Any]:
         """Ports, cluster id, credentials and TLS files: made at first start, kept after."""
-        setup = self._read_setup()
         tls = self.state_dir / "tls"
-        if setup is not None and (tls / "ca.pem").is_file():
+        if not ((tls / "ca.pem").is_file() and (tls / "server-keystore.pem").is_file()):
+            write_tls_files(tls)
+        setup = self._read_setup()
+        if setup is not None:
             return setup
-        write_tls_files(tls)
         client_port = _free_port()
         controller_port = _free_port()
         while controller_port == client_port:
@@ -678,7 +681,8 @@ class KafkaBroker:
                     f"by another process: free it, or stop the broker and remove "
                     f"{self.state_dir} to start afresh on new ports"
                 )
-        self.config_file.write_text(_properties(self._server_properties(setup)))
+        # Private: the broker's own SCRAM password is in its JAAS line.
+        _write_private(self.config_file, _properties(self._server_properties(setup)).encode())
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(_log4j2_file_config(self.log_file))
         classpath = f"{libs}/*"
@@ -868,7 +872,7 @@ class KafkaBroker:
 # Command line
 
 
-def _describe(state: BrokerState) -> str:
+def _describe(state: Mapping[str, Any]) -> str:
     return (
         f"Kafka {state['kafka_version']} (KRaft, single node) pid {state['pid']} "
         f"at {state['bootstrap']} ({state['security_protocol']}/{state['sasl_mechanism']}, "
@@ -890,25 +894,32 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     parser.add_argument("--topic", action="append", default=[], help="create this topic (repeat)")
-    parser.add_argument("--version", default=KAFKA_VERSION, help="Kafka version (Maven Central)")
+    parser.add_argument("--kafka-version", default=KAFKA_VERSION, help="from Maven Central")
+    parser.add_argument("--kill", action="store_true", help="restart: SIGKILL (a crash)")
     args = parser.parse_args(argv)
     if args.home is None:
         parser.error("--home DIR is required (or set METRIFY_HOME)")
-    broker = KafkaBroker(args.home, version=args.version, partitions=args.partitions)
+    broker = KafkaBroker(args.home, version=args.kafka_version, partitions=args.partitions)
     try:
         if args.command == "down":
-            print("stopped the broker" if broker.stop() else f"no broker running under {args.home}")
+            before = broker.read()
+            if not broker.stop():
+                print(f"no broker running under {args.home}")
+            elif before is not None:
+                print(f"stopped Kafka pid {before['pid']} at {before['bootstrap']}")
+            else:
+                print(f"stopped an unpublished broker under {args.home}")
             return 0
         if args.command == "status":
             status = broker.status()
             if status is None:
                 print(f"no broker running under {args.home}")
                 return 1
-            print(_describe(status))  # type: ignore[arg-type]
+            print(_describe(status))
             print(f"  answers metadata requests: {status['answers']}")
             return 0 if status["answers"] else 1
         running = broker.read() if args.command == "up" else None
-        state = running or (broker.up() if args.command == "up" else broker.restart())
+        state = running or (broker.up() if args.command == "up" else broker.restart(kill=args.kill))
         print(_describe(state))
         if running is not None:
             print(f"  already running (up {time.time() - state['started_at']:.0f} s)")

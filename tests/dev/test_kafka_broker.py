@@ -188,7 +188,7 @@ def test_client_without_tls_or_ca_is_refused(kafka: KafkaBroker) -> None:
     assert errors[0].code() == KafkaError._SSL and "certificate verify failed" in errors[0].str()
     # SASL without TLS gets no answer at all (the listener only speaks TLS).
     with pytest.raises(AssertionError, match="no answer and no refusal"):
-        _refusal({**extra, "security.protocol": "SASL_PLAINTEXT"}, timeout=3)
+        _refusal({**extra, "security.protocol": "SASL_PLAINTEXT"}, timeout=2)
 
 
 def test_committed_offsets_and_messages_survive_restart(kafka: KafkaBroker) -> None:
