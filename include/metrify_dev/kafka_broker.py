@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -123,18 +123,14 @@ def _java() -> str:
         return str(Path(java_home) / "bin" / "java")
     found = shutil.which("java")
     if not found:
-        raise KafkaBrokerError(
-            f"`java` not found on PATH: the Kafka broker needs a Java 17+ runtime ({INSTALL_HINT})"
-        )
+        raise KafkaBrokerError(f"`java` not found on PATH: the Kafka broker needs a Java 17+ runtime ({INSTALL_HINT})")
     return found
 
 
 def java_major_version(java: str | None = None) -> int:
     """The major version of the Java runtime (17 for 17.0.15)."""
     java = java or _java()
-    out = subprocess.run(
-        [java, "-version"], capture_output=True, text=True, timeout=60, check=False
-    ).stderr
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
         raise KafkaBrokerError(f"could not read the Java version from `{java} -version`: {out!r}")
@@ -176,8 +172,7 @@ def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except subprocess.TimeoutExpired as exc:
         raise KafkaBrokerError(
-            f"Maven did not resolve {KAFKA_ARTIFACT}:{version} within 15 minutes "
-            "(a slow or unreachable Maven Central?)"
+            f"Maven did not resolve {KAFKA_ARTIFACT}:{version} within 15 minutes (a slow or unreachable Maven Central?)"
         ) from exc
     if done.returncode != 0 or not any(partial.glob("kafka_2.13-*.jar")):
         output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).strip()
@@ -189,10 +184,7 @@ def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
             r"Connection (refused|timed out)|No plugin found",
             said,
         ):
-            why = (
-                "Maven Central is not reachable (offline?) and the jars are not in the local "
-                "Maven repository (~/.m2)"
-            )
+            why = "Maven Central is not reachable (offline?) and the jars are not in the local Maven repository (~/.m2)"
         else:
             why = "see Maven's output"
         raise KafkaBrokerError(
@@ -286,21 +278,15 @@ def write_tls_files(tls_dir: Path) -> tuple[Path, Path]:
         .not_valid_before(now)
         .not_valid_after(until)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -511,9 +497,7 @@ class KafkaBroker:
         """
         setup = self._read_setup()
         if setup is None:
-            raise KafkaBrokerError(
-                f"no broker set up under {self.state_dir} yet: start it first (up())"
-            )
+            raise KafkaBrokerError(f"no broker set up under {self.state_dir} yet: start it first (up())")
         return {
             "bootstrap.servers": f"{HOST}:{setup['client_port']}",
             "security.protocol": SECURITY_PROTOCOL,
@@ -546,11 +530,7 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout
         while True:
             topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
-            ready = (
-                topic is not None
-                and topic.error is None
-                and all(p.leader >= 0 for p in topic.partitions.values())
-            )
+            ready = topic is not None and topic.error is None and all(p.leader >= 0 for p in topic.partitions.values())
             if ready or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -667,9 +647,7 @@ class KafkaBroker:
         java = _java()
         major = java_major_version(java)
         if major < 17:
-            raise KafkaBrokerError(
-                f"Kafka {self.version} needs Java 17+, `{java}` is Java {major} ({INSTALL_HINT})"
-            )
+            raise KafkaBrokerError(f"Kafka {self.version} needs Java 17+, `{java}` is Java {major} ({INSTALL_HINT})")
         timings: dict[str, float] = {}
         libs = resolve_classpath(self.dist_home, self.version)
         timings["resolve_s"] = round(time.monotonic() - begun, 2)
@@ -750,8 +728,7 @@ class KafkaBroker:
         if done.returncode != 0:
             said = (done.stdout + done.stderr).replace(setup["password"], "***").strip()
             raise KafkaBrokerError(
-                f"formatting the Kafka storage in {self.data_dir} failed "
-                f"(exit {done.returncode}):\n{said}"
+                f"formatting the Kafka storage in {self.data_dir} failed (exit {done.returncode}):\n{said}"
             )
 
     def _wait_ready(self, pid: int, timeout: float) -> float:
@@ -817,9 +794,7 @@ class KafkaBroker:
                 except KafkaException as exc:
                     err = exc.args[0]
                     if not (isinstance(err, KafkaError) and err.code() in _COORDINATOR_NOT_READY):
-                        raise KafkaBrokerError(
-                            f"the Kafka broker (pid {pid}) failed an OffsetFetch: {err}"
-                        ) from exc
+                        raise KafkaBrokerError(f"the Kafka broker (pid {pid}) failed an OffsetFetch: {err}") from exc
                     last = str(err)
                 if time.monotonic() > deadline or not _pid_alive(pid):
                     raise KafkaBrokerError(

@@ -24,9 +24,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+
 from metrify_dev import kafka_broker
 from metrify_dev.kafka_broker import KafkaBroker, KafkaBrokerError
-
 from tests.conftest import require
 
 # librdkafka's own errors while it retries: not the reason a client was refused.
@@ -54,9 +54,7 @@ def _produce(extra: dict[str, Any], topic: str, count: int) -> list[tuple[str, s
     sent = [(f"meter-{i % 40}", f"reading-{i}") for i in range(count)]
     failures: list[KafkaError] = []
     for key, value in sent:
-        producer.produce(
-            topic, key=key, value=value, on_delivery=lambda err, _msg: err and failures.append(err)
-        )
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, _msg: err and failures.append(err))
     assert producer.flush(30) == 0, "messages still unacknowledged after 30 s"
     assert not failures, failures
     return sent
@@ -127,9 +125,7 @@ def test_classpath_is_cached(kafka: KafkaBroker, monkeypatch: pytest.MonkeyPatch
     assert (libs / f"kafka_2.13-{kafka.version}.jar").is_file()
 
 
-def test_missing_maven_names_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_maven_names_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(KafkaBrokerError, match="apt-get install openjdk-17-jre-headless maven"):
         kafka_broker.resolve_classpath(tmp_path / "kafka-dist")
@@ -223,9 +219,7 @@ def test_committed_offsets_and_messages_survive_restart(kafka: KafkaBroker) -> N
         committed = consumer.committed([TopicPartition(topic, p) for p in counts], timeout=30)
     finally:
         consumer.close()
-    assert sorted((tp.partition, tp.offset) for tp in committed) == [
-        (tp.partition, tp.offset) for tp in commit
-    ]
+    assert sorted((tp.partition, tp.offset) for tp in committed) == [(tp.partition, tp.offset) for tp in commit]
     again = _consume(extra, topic, 12, len(sent))
     assert sorted(again) == sorted(got), "messages changed across the restart"
 
