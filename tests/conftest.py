@@ -6,10 +6,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from metrify_dev import kafka_mock
+from tests.skip_rule import require
 
 # Airflow reads its configuration once, at first import: point it at a throw-away home so the
 # tests never touch ~/airflow or the developer's .metrify/airflow.
@@ -19,16 +21,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip with a clear reason on a developer machine; fail in CI, where nothing may skip."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
+pytest_plugins = ["pytester", "tests.skip_rule"]
 
 
 @pytest.fixture
@@ -51,3 +44,24 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         info = kafka_mock.up(settings)
     yield {**info, "home": home, "settings": settings}
     kafka_mock.down(settings)
+
+
+@pytest.fixture(scope="session")
+def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Apache Kafka broker (KRaft, SASL_SSL/SCRAM) for the session; clients connect with
+    `real_broker.connection_extra()`, as a production Airflow connection's extra would read."""
+    import shutil
+
+    from metrify.config import PROJECT_ROOT
+    from metrify_dev import kafka_broker
+
+    require(
+        shutil.which("java") is not None and shutil.which("mvn") is not None,
+        f"the Kafka broker needs java and mvn ({kafka_broker.INSTALL_HINT})",
+    )
+    broker = kafka_broker.KafkaBroker(
+        tmp_path_factory.mktemp("kafka-real"), dist_home=PROJECT_ROOT / ".metrify" / "kafka-dist"
+    )
+    broker.up()
+    yield broker
+    broker.stop()

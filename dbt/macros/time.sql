@@ -39,3 +39,8 @@
 {% macro seconds_between(from_ts, to_ts) -%}
     {{ dbt.datediff(from_ts, to_ts, 'second') }}
 {%- endmacro %}
+
+{#- The UTC start of a lake interval: its date, plus its hour for hourly intervals. -#}
+{% macro partition_start(date_column, hour_column) -%}
+    {{ dbt.dateadd('hour', 'coalesce(' ~ hour_column ~ ', 0)', 'cast(' ~ date_column ~ ' as timestamp)') }}
+{%- endmacro %}

@@ -1,23 +1,14 @@
--- Reconciliation: for every hour, the hourly fact holds exactly the distinct raw readings
--- (count) and their kWh (sum, same copy chosen as staging), computed here from the raw
--- source independently of staging. Returns the hours that disagree.
-with raw_ranked as (
-    select
-        meter_id,
-        reading_ts,
-        consumption_kwh,
-        row_number() over (partition by meter_id, reading_ts order by {{ reading_dedup_order() }}) as copy_rank
-    from {{ source('lake', 'meter_readings') }}
-),
-
-raw_hours as (
+-- Reconciliation: for every hour, the hourly fact holds exactly the validated readings (count)
+-- and their kWh (sum), counted here from the loaded validated/ rows as they are, independently
+-- of staging (validated/ holds one reading of record per reading: a second copy there would
+-- show up here as a mismatch). Returns the hours that disagree.
+with validated_hours as (
     select
         {{ reading_hour('reading_ts') }} as hour_start,
         count(*) as readings,
         sum(consumption_kwh) as consumption_kwh
-    from raw_ranked
-    where copy_rank = 1
-    group by hour_start
+    from {{ source('lake', 'meter_readings') }}
+    group by {{ reading_hour('reading_ts') }}
 ),
 
 fact_hours as (
@@ -30,13 +21,13 @@ fact_hours as (
 )
 
 select
-    coalesce(r.hour_start, f.hour_start) as hour_start,
-    r.readings as raw_readings,
+    coalesce(v.hour_start, f.hour_start) as hour_start,
+    v.readings as validated_readings,
     f.readings as fact_readings,
-    r.consumption_kwh as raw_kwh,
+    v.consumption_kwh as validated_kwh,
     f.consumption_kwh as fact_kwh
-from raw_hours as r
-full outer join fact_hours as f on r.hour_start = f.hour_start
+from validated_hours as v
+full outer join fact_hours as f on v.hour_start = f.hour_start
 where
-    coalesce(r.readings, -1) <> coalesce(f.readings, -1)
-    or abs(coalesce(r.consumption_kwh, 0) - coalesce(f.consumption_kwh, 0)) > 0.000001
+    coalesce(v.readings, -1) <> coalesce(f.readings, -1)
+    or abs(coalesce(v.consumption_kwh, 0) - coalesce(f.consumption_kwh, 0)) > 0.000001

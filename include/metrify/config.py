@@ -66,6 +66,7 @@ class Settings:
     kafka_conn_id: str
     consumer_group: str
     batch_size: int
+    batch_bytes: int
     registry_conn_id: str
     snowflake_conn_id: str
     duckdb_conn_id: str
@@ -123,6 +124,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_conn_id=env.get(*KAFKA_CONN_ID),
         consumer_group=env.get("METRIFY_CONSUMER_GROUP", "metrify-ingest"),
         batch_size=int(env.get("METRIFY_BATCH_SIZE", "100000")),
+        # message bytes per batch: with one batch reading and one publishing, a drain holds about
+        # twice this (plus Arrow and Parquet buffers); files stay below object stores' single-PUT size
+        batch_bytes=int(env.get("METRIFY_BATCH_BYTES", str(64 * 2**20))),
         registry_conn_id=env.get(*REGISTRY_CONN_ID),
         snowflake_conn_id=env.get(*SNOWFLAKE_CONN_ID),
         duckdb_conn_id=env.get(*DUCKDB_CONN_ID),

@@ -12,6 +12,7 @@ a plain folder. Layout (Hive-style partitions, zstd Parquet):
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import threading
@@ -59,9 +60,11 @@ def is_local(path: ObjectStoragePath) -> bool:
 def write_parquet(table: pa.Table, path: ObjectStoragePath, sync: bool = True) -> None:
     """Write `table` to `path` so that a reader never sees a half-written file.
 
-    Local files are written beside the target and renamed over it; object stores publish a PUT
-    atomically when the upload completes. Writing the same path twice replaces it. With
-    `sync=False` the caller makes a set of files durable at once with `sync(paths)`.
+    Local files are written beside the target and renamed over it; on an object store the file
+    is serialised first and stored with one PUT, which is visible only once complete (nothing
+    partial is ever published, whatever happens to the writer). Writing the same path twice
+    replaces it. With `sync=False` the caller makes a set of local files durable at once with
+    `sync(paths)`.
     """
     if is_local(path):
         target = path.path
@@ -76,42 +79,42 @@ def write_parquet(table: pa.Table, path: ObjectStoragePath, sync: bool = True) -
         if sync:
             _fsync_dir(os.path.dirname(target))
         return
-    with path.open("wb") as handle:
-        pq.write_table(table, handle, **PARQUET_OPTIONS)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    put_bytes(sink.getvalue().to_pybytes(), path)
+
+
+def put_bytes(data: bytes, path: ObjectStoragePath) -> None:
+    """Store `data` at an object-store path with a single PUT (visible only once complete)."""
+    path.fs.pipe_file(path.path, data)
 
 
 class ParquetFile:
-    """A Parquet file written in row groups, that readers see only once it is `close()`d.
+    """A Parquet file written in row groups to a local spool file, published under a name chosen
+    when it is published: renamed into place on a local lake (the spool lies in the lake), stored
+    with one PUT on an object store. Readers never see an unfinished file, and a writer that dies
+    or fails leaves only its spool file, which `clear_staging` removes.
 
     Rows are buffered into row groups of at least `row_group_rows` (small row groups cost more
-    to write and to read). Local files are written in `staging` (default: beside the target)
-    and renamed over the target on close; object stores publish the upload when it completes.
-    `discard()` drops an unfinished file. Safe to write from several threads.
+    to write and to read). Safe to write from several threads.
     """
 
     def __init__(
         self,
-        path: ObjectStoragePath,
+        spool: str,
         schema: pa.Schema,
-        staging: ObjectStoragePath | None = None,
         row_group_rows: int = 1,
         dictionary_columns: list[str] | None = None,
     ) -> None:
-        self.path = path
         self.row_group_rows = row_group_rows
+        self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._finished = False
         self._lock = threading.Lock()
-        if is_local(path):
-            os.makedirs(os.path.dirname(path.path), exist_ok=True)
-            folder = staging.path if staging is not None else os.path.dirname(path.path)
-            os.makedirs(folder, exist_ok=True)
-            self._tmp: str | None = os.path.join(folder, f"{os.path.basename(path.path)}.{uuid.uuid4().hex}.tmp")
-            self._handle: Any = open(self._tmp, "wb")
-        else:
-            self._tmp = None
-            self._handle = path.open("wb")
+        os.makedirs(spool, exist_ok=True)
+        self._tmp = os.path.join(spool, f"{uuid.uuid4().hex}.tmp")
+        self._handle: Any = open(self._tmp, "wb")
         # Dictionary-encoding only the columns that repeat (ids, names) spares the writer trying
         # it on every measurement column (measured: a fifth less CPU, 3 % larger files).
         options = {**PARQUET_OPTIONS, "use_dictionary": dictionary_columns} if dictionary_columns else PARQUET_OPTIONS
@@ -121,11 +124,12 @@ class ParquetFile:
         with self._lock:
             self._pending.append(table)
             self._pending_rows += table.num_rows
+            self.rows += table.num_rows
             if self._pending_rows >= self.row_group_rows:
                 self._flush()
 
     def finish(self) -> None:
-        """Write what is buffered and complete the file (an object store publishes it now)."""
+        """Write what is buffered and complete the spool file."""
         with self._lock:
             if not self._finished:
                 self._flush()
@@ -133,14 +137,15 @@ class ParquetFile:
                 self._handle.close()
                 self._finished = True
 
-    def publish(self) -> None:
-        """Rename a finished local file into place."""
-        if self._tmp is not None:
-            os.replace(self._tmp, self.path.path)
-
-    def close(self) -> None:
+    def publish(self, target: ObjectStoragePath) -> None:
+        """Publish the finished file as `target`: a rename on a local lake, one PUT on an object store."""
         self.finish()
-        self.publish()
+        if is_local(target):
+            os.makedirs(os.path.dirname(target.path), exist_ok=True)
+            os.replace(self._tmp, target.path)
+            return
+        target.fs.put_file(self._tmp, target.path)
+        os.remove(self._tmp)
 
     def discard(self) -> None:
         with self._lock:
@@ -150,7 +155,7 @@ class ParquetFile:
             finally:
                 self._handle.close()
                 self._finished = True
-                if self._tmp is not None and os.path.exists(self._tmp):
+                if os.path.exists(self._tmp):
                     os.remove(self._tmp)
 
     def _flush(self) -> None:
@@ -159,12 +164,12 @@ class ParquetFile:
             self._pending, self._pending_rows = [], 0
 
 
-def clear_staging(staging: ObjectStoragePath) -> None:
-    """Remove unfinished files a crashed writer left in a local staging folder."""
-    if is_local(staging) and os.path.isdir(staging.path):
-        for name in os.listdir(staging.path):
+def clear_staging(folder: str) -> None:
+    """Remove the unfinished spool files a crashed writer left in a local folder."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
             if name.endswith(".tmp"):
-                os.remove(os.path.join(staging.path, name))
+                os.remove(os.path.join(folder, name))
 
 
 def sync(paths: list[ObjectStoragePath]) -> None:
@@ -212,6 +217,7 @@ _LIBC = _libc()
 
 
 def write_json(payload: dict[str, Any], path: ObjectStoragePath) -> None:
+    """Replace a small JSON document atomically (rename locally, one PUT on an object store)."""
     data = json.dumps(payload, indent=2, default=str).encode()
     if is_local(path):
         os.makedirs(os.path.dirname(path.path), exist_ok=True)
@@ -222,8 +228,7 @@ def write_json(payload: dict[str, Any], path: ObjectStoragePath) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path.path)
         return
-    with path.open("wb") as handle:
-        handle.write(data)
+    put_bytes(data, path)
 
 
 def read_json(path: ObjectStoragePath) -> dict[str, Any] | None:
@@ -258,6 +263,17 @@ def read_table(path: ObjectStoragePath, columns: list[str] | None = None) -> pa.
 def count_rows(path: ObjectStoragePath) -> int:
     data = dataset(path)
     return 0 if data is None else data.count_rows()
+
+
+def fingerprint(root: ObjectStoragePath, files: list[str]) -> str:
+    """Names, sizes, modification times (and ETags on object stores) of a set of files: it
+    changes when any of them is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        info = root.fs.info(path)
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
+        digest.update(f"{path}|{info.get('size')}|{stamp}|{info.get('ETag', '')}\n".encode())
+    return digest.hexdigest()
 
 
 def list_files(path: ObjectStoragePath, suffix: str = ".parquet") -> list[str]:

@@ -1,5 +1,6 @@
 """A small simulated lake for warehouse tests and benchmarks: raw meter readings (with duplicates
-and a late delivery held back), grid status, weather and anomalies, in the lake's layouts."""
+and a late delivery held back), grid status, weather and anomalies, in the lake's layouts, judged
+by the real quality gate into validated/ (what the warehouse reads)."""
 
 from __future__ import annotations
 
@@ -21,33 +22,59 @@ START = datetime(2026, 3, 28, tzinfo=UTC)  # spans the DST change of 2026-03-29
 @dataclass
 class LakeData:
     registry: pd.DataFrame
-    readings: pd.DataFrame  # what was written to raw/, duplicates included
+    readings: pd.DataFrame  # what was written to raw/, duplicates included, in delivery order
+    verdicts: dict[str, str]  # gate status per judged interval
     late: pd.DataFrame  # readings held back, to be delivered late
     start: datetime
     end: datetime
 
 
-def _raw_table(frame: pd.DataFrame, ingested_at: datetime) -> pa.Table:
+TOPIC = "meter-readings"
+
+
+def write_meter_readings(
+    root, frame: pd.DataFrame, ingested_at: datetime, first_offset: int, partition: int = 0
+) -> list[str]:
+    """Write readings into raw/meter_readings/date=/hour= as one drained batch would: Kafka
+    offsets `first_offset`.. in frame order, files named after the batch's offset range."""
     frame = frame.copy()
-    frame["topic"] = "meter-readings"
-    frame["partition"] = 0
-    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    frame["topic"] = TOPIC
+    frame["partition"] = partition
+    frame["offset"] = first_offset + np.arange(len(frame), dtype=np.int64)
     frame["kafka_ts"] = frame["reading_ts"]
     frame["ingested_at"] = pd.Timestamp(ingested_at)
-    return pa.Table.from_pandas(
-        frame[[f.name for f in readings.RAW_SCHEMA]], schema=readings.RAW_SCHEMA, preserve_index=False
-    )
-
-
-def write_meter_readings(root, frame: pd.DataFrame, ingested_at: datetime, stem: str) -> list[str]:
-    """Write readings into raw/meter_readings/date=/hour= by reading_ts, one file per hour."""
+    stem = f"{TOPIC}+{partition}+{first_offset:012d}-{first_offset + len(frame) - 1:012d}"
     ts = pd.to_datetime(frame["reading_ts"], utc=True)
     written = []
     for (day, hour), part in frame.groupby([ts.dt.strftime("%Y-%m-%d"), ts.dt.hour]):
         path = lake.partition_path(root, "raw", "meter_readings", date=day, hour=f"{hour:02d}") / f"{stem}.parquet"
-        lake.write_parquet(_raw_table(part, ingested_at), path)
+        table = pa.Table.from_pandas(part[readings.RAW_SCHEMA.names], schema=readings.RAW_SCHEMA, preserve_index=False)
+        lake.write_parquet(table, path)
         written.append(path.path)
     return written
+
+
+def gate_lake(root) -> dict[str, str]:
+    """Run the real quality gate over every raw interval it has not judged in its current state
+    (meter readings per hour, grid status and weather per day); returns the status of each."""
+    from metrify.quality.checkpoint import QualityGateError
+    from metrify.quality.gate import changed_intervals, run_gate, run_source_gate
+
+    statuses: dict[str, str] = {}
+    for interval in changed_intervals(root, "meter_readings", hourly=True):
+        label = f"meter_readings {interval.label}"
+        try:
+            statuses[label] = run_gate(interval.date, int(interval.hour or 0), build_docs=False).status
+        except QualityGateError:
+            statuses[label] = "blocked"
+    for dataset in ("grid_status", "weather"):
+        for interval in changed_intervals(root, dataset, hourly=False):
+            label = f"{dataset} {interval.label}"
+            try:
+                statuses[label] = run_source_gate(dataset, interval.date, build_docs=False)["status"]
+            except QualityGateError:
+                statuses[label] = "blocked"
+    return statuses
 
 
 def write_grid_status(root, start: datetime, end: datetime, seed: int = 7) -> int:
@@ -118,17 +145,16 @@ def write_weather(root, start: datetime, end: datetime, cities: list[str], seed:
 
 
 def write_anomalies(root, frame: pd.DataFrame) -> int:
-    """Anomaly rows (as the anomaly tasks write them) for negative readings in `frame`."""
-    bad = frame[frame["consumption_kwh"] < 0]
+    """Anomaly rows (as the anomaly tasks write them): one spike finding for the given readings."""
     out = pd.DataFrame(
         {
-            "meter_id": bad["meter_id"],
-            "reading_ts": pd.to_datetime(bad["reading_ts"], utc=True),
-            "anomaly_type": "negative_consumption",
-            "severity": "critical",
-            "score": 1.0,
-            "detector": "rules",
-            "details": "consumption_kwh < 0",
+            "meter_id": frame["meter_id"],
+            "reading_ts": pd.to_datetime(frame["reading_ts"], utc=True),
+            "anomaly_type": "spike",
+            "severity": "warning",
+            "score": 9.5,
+            "detector": "robust_z",
+            "details": "{}",
         }
     )
     if out.empty:
@@ -139,14 +165,13 @@ def write_anomalies(root, frame: pd.DataFrame) -> int:
     return len(out)
 
 
-def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11) -> LakeData:
-    """Simulate `days` days for `meters` meters; write readings (with identical and conflicting
-    duplicates and one negative reading), grid status, weather and anomalies."""
+def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11, gate: bool = True) -> LakeData:
+    """Simulate `days` days for `meters` meters; write raw readings (with identical and
+    conflicting duplicates), grid status, weather and anomalies; judge them with the gate."""
     end = START + timedelta(days=days)
     sim = simulate(SimulationOptions(meters=meters, start=START, end=end, seed=seed))
     frame = sim.readings.copy()
     frame["reading_ts"] = pd.to_datetime(frame["reading_ts"], utc=True)
-    frame.loc[frame.index[5], "consumption_kwh"] = -0.25  # implausible, kept in raw
     # hold back meter 0's readings that close 2026-03-28 02:15..03:00 (hour 02): delivered late
     late_mask = (frame["meter_id"] == sim.registry["meter_id"].iloc[0]) & frame["reading_ts"].between(
         pd.Timestamp("2026-03-28 02:15", tz="UTC"), pd.Timestamp("2026-03-28 03:00", tz="UTC")
@@ -154,13 +179,14 @@ def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11) -> LakeDat
     late = frame[late_mask].copy()
     frame = frame[~late_mask]
     first = datetime(2026, 3, 30, 6, tzinfo=UTC)
-    write_meter_readings(root, frame, first, "meter-readings+0+000000000000-000000009999")
-    # a second delivery of some readings: identical copies and one conflicting copy, later
+    write_meter_readings(root, frame, first, first_offset=0)
+    # a second delivery of some readings, later in Kafka: identical copies and one correction
     dupes = frame.iloc[100:110].copy()
     dupes.loc[dupes.index[0], "consumption_kwh"] += 1.0
-    write_meter_readings(root, dupes, first + timedelta(hours=1), "meter-readings+0+000000010000-000000010009")
+    write_meter_readings(root, dupes, first + timedelta(hours=1), first_offset=10_000)
     all_rows = pd.concat([frame, dupes], ignore_index=True)
     write_grid_status(root, START, end)
     write_weather(root, START, end, sorted(set(sim.registry["city"])))
-    write_anomalies(root, frame)
-    return LakeData(sim.registry, all_rows, late, START, end)
+    write_anomalies(root, frame.iloc[[5]])
+    verdicts = gate_lake(root) if gate else {}
+    return LakeData(sim.registry, all_rows, verdicts, late, START, end)

@@ -19,6 +19,7 @@ EXPECTED_DAGS = (
     "ingest_weather",
     "quality_meter_readings",
     "quality_sources",
+    "release_quality_interval",
     "transform",
     "warehouse_daily",
 )

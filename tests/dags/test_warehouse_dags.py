@@ -93,8 +93,8 @@ def test_transform_is_scheduled_on_the_lake_assets(dagbag):
         uris = {str(getattr(a, "uri", a)) for a in dag.timetable.asset_condition.objects}
     assert uris == {
         "metrify://lake/validated/meter_readings",
-        "metrify://lake/raw/grid_status",
-        "metrify://lake/raw/weather",
+        "metrify://lake/validated/grid_status",
+        "metrify://lake/validated/weather",
     }
 
 

@@ -28,7 +28,9 @@ def test_transform_dag_builds_the_warehouse(warehouse_home):
     finally:
         postgres.stop_registry_db()
     counts = duckdb_loader.summary()
-    assert counts["raw.meter_readings"] == len(data.readings)
+    assert set(data.verdicts.values()) == {"passed"}
+    assert counts["raw.meter_readings"] == len(data.readings.drop_duplicates(["meter_id", "reading_ts"]))
+    assert counts["raw.quality_verdicts"] == len(data.verdicts)
     assert counts["marts.dim_meters"] == 10
     for table in (
         "marts.fct_meter_readings_hourly",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from metrify import lake
+from metrify.quality.verdicts import read_verdicts
 from metrify.warehouse import dbt_runner, duckdb_loader, reconcile, registry
 from metrify_dev import postgres
 from metrify_dev import sample_lake as wd
@@ -37,6 +39,7 @@ def built(warehouse_home, tmp_path_factory):
     root = lake.lake_root()
     data = wd.build_lake(root, meters=20, days=2)
     report = duckdb_loader.sync()
+    duckdb_loader.load_verdicts_duckdb(read_verdicts(root).to_pandas())
     # the registry goes lake-less: simulator -> PostgreSQL (embedded pgserver) -> warehouse
     uri = postgres.start_registry_db()
     try:
@@ -62,10 +65,16 @@ def frame(sql: str) -> pd.DataFrame:
         return conn.execute(sql).df()
 
 
-def test_sync_loads_every_raw_row_once(built):
-    written = len(built["data"].readings)
-    assert built["sync"].rows > written  # readings plus grid, weather, anomalies
-    assert query("select count(*) from raw.meter_readings")[0][0] == written
+def test_the_gate_passed_every_interval_of_the_sample(built):
+    assert set(built["data"].verdicts.values()) == {"passed"}, built["data"].verdicts
+
+
+def test_sync_loads_every_reading_of_record_once(built):
+    delivered = built["data"].readings
+    distinct = len(delivered.drop_duplicates(["meter_id", "reading_ts"]))
+    assert distinct < len(delivered)  # the sample holds redeliveries and a correction
+    assert built["sync"].rows > distinct  # readings plus grid, weather, anomalies
+    assert query("select count(*) from raw.meter_readings")[0][0] == distinct
     # nothing changed in the lake: a second sync loads nothing
     again = duckdb_loader.sync()
     assert again.loaded == [] and again.unchanged == len(built["sync"].loaded)
@@ -107,9 +116,13 @@ def test_dbt_build_succeeds_and_fills_every_table(built):
     )
     for table in TABLES:
         assert query(f"select count(*) from {table}")[0][0] > 0, table
-    # one anomaly row (the negative reading), joined to its meter
-    assert query("select anomaly_type, region is not null from marts.fct_meter_anomalies") == [
-        ("negative_consumption", True)
+    # one anomaly row (a spike the anomaly task found), joined to its meter
+    assert query("select anomaly_type, region is not null from marts.fct_meter_anomalies") == [("spike", True)]
+    # every judged interval is in the gate's mart, all passed
+    assert query("select dataset, status, count(*) from marts.quality_gate_intervals group by 1, 2 order by 1") == [
+        ("grid_status", "passed", 2),
+        ("meter_readings", "passed", 49),
+        ("weather", "passed", 2),
     ]
     # the DST day 2026-03-29 has 23 local hours: 92 readings per meter
     assert query(
@@ -119,7 +132,8 @@ def test_dbt_build_succeeds_and_fills_every_table(built):
 
 
 def test_facts_reconcile_with_the_lake(built):
-    """Counts and kWh per hour in the fact equal the distinct raw readings, computed in pandas."""
+    """Counts and kWh per hour in the fact equal the distinct raw readings (the later delivery
+    winning), computed in pandas from what was written."""
     expected = expected_hourly(built["data"].readings)
     fact = frame(
         "select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
@@ -147,7 +161,7 @@ def test_facts_reconcile_with_the_lake(built):
         assert not dbt_check.success and list(dbt_check.statuses.values()) == ["fail"]
     finally:
         query(tamper.format("+"))
-    # the conflicting duplicate counts once, with the later delivery's value
+    # the corrected reading counts once, with the later delivery's value; 10 copies collapsed
     assert query("select sum(conflicting_readings), sum(duplicate_copies) from marts.fct_meter_readings_hourly") == [
         (1, 10)
     ]
@@ -162,7 +176,8 @@ def test_late_data_updates_the_right_hour_without_duplicates(built, tmp_path):
 
     root = lake.lake_root()
     late_at = data.end + pd.Timedelta(hours=20)  # delivered almost a day after the window
-    wd.write_meter_readings(root, data.late, late_at, "meter-readings+0+000000020000-000000020003")
+    wd.write_meter_readings(root, data.late, late_at, first_offset=20_000)
+    assert set(wd.gate_lake(root).values()) == {"passed"}  # the gate judges the two changed hours again
     report = duckdb_loader.sync()
     assert sorted(r.interval for r in report.loaded) == ["date=2026-03-28/hour=02", "date=2026-03-28/hour=03"]
 
@@ -209,8 +224,9 @@ def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_fac
     """An interval re-delivered with one reading fewer: the incremental models drop the reading
     (they replace whole hours), so staging and the facts agree with the lake again."""
     root = lake.lake_root()
-    path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
-        "meter-readings+0+000000000000-000000009999.parquet"
+    first_delivery = lake.list_files(lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10"))
+    path = (
+        lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / Path(first_delivery[0]).name
     )
     table = pq.read_table(path.path)
     gone = table.slice(7, 1).to_pylist()[0]
@@ -222,6 +238,7 @@ def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_fac
     count_before = query(f"select reading_count from marts.fct_meter_readings_hourly where {fact_where}")[0][0]
 
     lake.write_parquet(pa.concat_tables([table.slice(0, 7), table.slice(8)]), path)
+    assert wd.gate_lake(root) == {"meter_readings 2026-03-29 hour 10": "passed"}
     assert [r.interval for r in duckdb_loader.sync().loaded] == ["date=2026-03-29/hour=10"]
     result = dbt_runner.run_dbt(["build"], target_path=built["target"])
     assert result.success, result.failures

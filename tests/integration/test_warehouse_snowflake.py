@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 
+# fakesnow and the connector are pinned dev requirements: a missing one fails here, never skips
+import fakesnow
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import snowflake.connector as snowflake_connector
 
 from metrify import lake
 from metrify.config import load_settings
+from metrify.quality.verdicts import read_verdicts
 from metrify.warehouse import catalog, cosmos_config, dbt_runner, snowflake_loader
 from metrify_dev import sample_lake as wd
 from tests.integration.oracles import expected_hourly
 
-fakesnow = pytest.importorskip("fakesnow", reason="fakesnow[server] is not installed")
-snowflake_connector = pytest.importorskip("snowflake.connector")
 start_fakesnow = fakesnow.server  # the function; importing fakesnow.server (the module) shadows it
 fakesnow_server_module = importlib.import_module("fakesnow.server")
 
@@ -44,6 +47,7 @@ def snowflake(warehouse_home):
                 cursor.execute(statement)
             report = snowflake_loader.sync_snowflake(cursor, root)
             snowflake_loader.load_registry_snowflake(cursor, data.registry)
+            snowflake_loader.load_verdicts_snowflake(cursor, read_verdicts(root).to_pandas())
             env = {
                 "SNOWFLAKE_ACCOUNT": "fakesnow",
                 "SNOWFLAKE_USER": params["user"],
@@ -75,10 +79,15 @@ def build(snowflake, tmp_path_factory):
     return result
 
 
-def test_copy_into_loads_every_raw_row(snowflake):
+def test_copy_into_loads_every_reading_of_record(snowflake):
     cursor = snowflake["cursor"]
-    assert cursor.execute("select count(*) from raw.meter_readings").fetchone()[0] == len(snowflake["data"].readings)
+    assert set(snowflake["data"].verdicts.values()) == {"passed"}
+    distinct = len(snowflake["data"].readings.drop_duplicates(["meter_id", "reading_ts"]))
+    assert cursor.execute("select count(*) from raw.meter_readings").fetchone()[0] == distinct
+    loaded = [r for r in snowflake["report"].loaded if r.table == "meter_readings"]
+    assert sum(r.rows for r in loaded) == distinct and all(r.rows > 0 for r in loaded)  # the loader's own count
     assert cursor.execute("select count(distinct operator_name) from raw.grid_status").fetchone()[0] == 4
+    assert cursor.execute("select count(*) from raw.quality_verdicts where status = 'passed'").fetchone()[0] > 0
 
 
 def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
@@ -89,8 +98,14 @@ def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
     files = catalog.partitions(source, snowflake["root"])[interval]
     base = snowflake["root"].path.rstrip("/") + "/"
     relative = [f.removeprefix(base) for f in files]
+    # the interval's rows counted straight from its validated file (not through the loader)
+    in_file = sum(pq.read_table(path).num_rows for path in files)
+    where = "_interval_date = '2026-03-29'::date and _interval_hour = 7"
+    cursor.execute(f"delete from raw.meter_readings where {where}")  # a loader that did nothing would now fail
     for _ in range(2):
-        snowflake_loader.load_interval_snowflake(cursor, source, interval, relative)
+        result = snowflake_loader.load_interval_snowflake(cursor, source, interval, relative)
+        assert result.rows == in_file > 0
+        assert cursor.execute(f"select count(*) from raw.meter_readings where {where}").fetchone()[0] == in_file
     assert cursor.execute("select count(*), sum(consumption_kwh) from raw.meter_readings").fetchone() == pytest.approx(
         before
     )
@@ -103,9 +118,8 @@ def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factor
     fact_rows = cursor.execute("select count(*) from marts.fct_meter_readings_hourly").fetchone()[0]
     # late readings arrive; the second build runs the incremental models' merge path
     data = snowflake["data"]
-    wd.write_meter_readings(
-        snowflake["root"], data.late, data.end + pd.Timedelta(hours=20), "meter-readings+0+000000020000-000000020003"
-    )
+    wd.write_meter_readings(snowflake["root"], data.late, data.end + pd.Timedelta(hours=20), first_offset=20_000)
+    assert set(wd.gate_lake(snowflake["root"]).values()) == {"passed"}
     snowflake_loader.sync_snowflake(
         cursor, snowflake["root"], tables=["meter_readings"], days=[pd.Timestamp("2026-03-28").date()]
     )
@@ -133,9 +147,8 @@ def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_facto
     fewer drops it from staging and the hourly fact (runs after the two builds above)."""
     cursor = snowflake["cursor"]
     root = snowflake["root"]
-    path = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10") / (
-        "meter-readings+0+000000000000-000000009999.parquet"
-    )
+    hour_dir = lake.partition_path(root, "raw", "meter_readings", date="2026-03-29", hour="10")
+    path = hour_dir / Path(lake.list_files(hour_dir)[0]).name  # the first delivery's file
     table = pq.read_table(path.path)
     gone = table.slice(3, 1).to_pylist()[0]
     meter, reading_ts = gone["meter_id"], pd.Timestamp(gone["reading_ts"]).tz_convert("UTC").tz_localize(None)
@@ -144,6 +157,7 @@ def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_facto
     fact_before = cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()[0]
 
     lake.write_parquet(pa.concat_tables([table.slice(0, 3), table.slice(4)]), path)
+    assert wd.gate_lake(root) == {"meter_readings 2026-03-29 hour 10": "passed"}
     snowflake_loader.sync_snowflake(cursor, root, tables=["meter_readings"], days=[pd.Timestamp("2026-03-29").date()])
     result = build(snowflake, tmp_path_factory)
     assert result.success, result.failures

@@ -70,9 +70,77 @@ def test_drain_into_s3_lake(s3_lake: str, broker: dict) -> None:
     config = kafka.consumer_config({"bootstrap.servers": broker["bootstrap"]}, group_id=topic)
     root = lake.lake_root(load_settings())
     reports = [drain.drain_partition(config, topic, p, root, batch_size=500) for p in kafka.partitions(config, topic)]
-    assert sum(r.messages for r in reports) == sim.counts["messages"]
+    assert sum(r.consumed for r in reports) == sim.counts["messages"]
     raw = lake.count_rows(root / "raw" / DATASET)
     quarantined = lake.count_rows(root / "quarantine" / DATASET)
     assert raw + quarantined == sim.counts["messages"]
     assert quarantined == sim.counts["poison_messages"]
     assert all(f.startswith(f"{s3_lake}/lake/raw/{DATASET}/date=") for f in lake.list_files(root / "raw" / DATASET))
+
+
+def _objects(bucket: str, endpoint: str, prefix: str) -> tuple[list[str], list[str]]:
+    """(keys, keys of multipart uploads in progress) under `prefix` of the bucket."""
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="eu-central-1"
+    )
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    uploads = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])]
+    return keys, uploads
+
+
+KILLED_BEFORE_PUBLISHING = """
+import json, os, sys
+from metrify import lake
+from metrify.ingest import drain
+config, topic = json.loads(sys.argv[1]), sys.argv[2]
+
+def die(files, chunks, workers):
+    for chunk in chunks:
+        chunk.result()  # every row of the batch is written to its spool files ...
+    os._exit(9)  # ... and the process dies before publishing them
+
+drain.close_batch = die
+drain.drain_partition(config, topic, 0, lake.lake_root(), batch_size=400)
+"""
+
+
+def test_a_drain_killed_or_failing_mid_batch_leaves_nothing_on_s3(
+    s3_lake: str, s3_endpoint: str, broker: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    topic = f"meters-s3-{uuid.uuid4().hex[:6]}"
+    sim = simulate(SimulationOptions(meters=24, start=datetime(2026, 11, 20, tzinfo=UTC), seed=4, poison_rate=0.02))
+    produce(sim.keys, sim.values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]}))
+    config = kafka.consumer_config({"bootstrap.servers": broker["bootstrap"]}, group_id=topic)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_PUBLISHING, json.dumps(config), topic], capture_output=True, timeout=120
+    )
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    for layer in ("raw", "quarantine"):
+        assert _objects(s3_lake, s3_endpoint, f"lake/{layer}/") == ([], []), f"{layer}/ after a kill"
+
+    calls = {"n": 0}
+    decode_chunk = drain.decode_chunk
+
+    def fail_on_the_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full (injected)")
+        return decode_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(drain, "decode_chunk", fail_on_the_third_chunk)
+    monkeypatch.setattr(drain, "CHUNK_MESSAGES", 50)  # one batch of several chunks: the failure is mid-batch
+    root = lake.lake_root(load_settings())
+    with pytest.raises(RuntimeError, match="disk full"):
+        drain.drain_partition(config, topic, 0, root, batch_size=5000)
+    assert calls["n"] >= 3
+    for layer in ("raw", "quarantine"):
+        assert _objects(s3_lake, s3_endpoint, f"lake/{layer}/") == ([], []), f"{layer}/ after a failure"
+
+    monkeypatch.setattr(drain, "decode_chunk", decode_chunk)
+    report = drain.drain_partition(config, topic, 0, root, batch_size=5000)  # and the next drain does it all
+    assert report.start_offset == 0 and report.consumed == report.end_offset > 0

@@ -26,6 +26,7 @@ FAMILY = {
     "ingest_weather.py": "metrify.sources",
     "quality_meter_readings.py": "metrify.quality",
     "quality_sources.py": "metrify.quality",
+    "release_quality_interval.py": "metrify.quality",
     "transform.py": "metrify.warehouse",
     "warehouse_daily.py": "metrify.warehouse",
 }

@@ -7,8 +7,9 @@
         tmp_relation_type=('transient' if target.type == 'snowflake' else none)
     )
 }}
--- One row per (meter_id, reading_ts): duplicates collapsed (latest ingestion wins), typed,
--- with time dimensions (UTC and Europe/Berlin business day) and quality flags.
+-- One row per (meter_id, reading_ts) of validated/ (the quality gate already chose the reading of
+-- record: the last copy in Kafka order; `delivered_copies` and `corrected` say what it collapsed),
+-- typed, with time dimensions (UTC and Europe/Berlin business day) and quality flags.
 -- Incremental: a run re-deduplicates only the hours that received rows since the last run
 -- (all copies of a reading share its hour), so its cost follows the new data, not the history.
 -- Those hours are replaced whole (delete+insert on hour_start), so a reading that vanished from
@@ -83,8 +84,8 @@ select
         as is_voltage_out_of_range,
     case when frequency < {{ var('frequency_min') }} or frequency > {{ var('frequency_max') }} then true else false end
         as is_frequency_out_of_range,
-    copies,
-    has_conflicting_copies,
+    greatest(coalesce(delivered_copies, 1), copies) as copies,
+    coalesce(corrected, false) or has_conflicting_copies as has_conflicting_copies,
     topic,
     ingested_at,
     {{ seconds_between('reading_ts', 'ingested_at') }} as ingestion_lag_seconds,

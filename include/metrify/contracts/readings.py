@@ -45,6 +45,11 @@ METADATA_SCHEMA = pa.schema(
     ]
 )
 RAW_SCHEMA = pa.unify_schemas([PAYLOAD_SCHEMA, METADATA_SCHEMA])
+# What the quality gate publishes to validated/: the reading of record of every usable reading,
+# with how many copies Kafka delivered of it and whether they differed (a later correction won).
+VALIDATED_SCHEMA = pa.unify_schemas(
+    [RAW_SCHEMA, pa.schema([("delivered_copies", pa.int32()), ("corrected", pa.bool_())])]
+)
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("topic", pa.string()),

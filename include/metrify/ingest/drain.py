@@ -1,30 +1,39 @@
 """Drain one Kafka partition into the lake, exactly once.
 
-For each bounded batch (offsets `first..last`):
+For each bounded batch (at most `batch_size` messages and `batch_bytes` of message values):
 
 1. read it in chunks; decode and validate each chunk as it arrives and write its valid rows as
-   zstd Parquet row groups to (still temporary) files under
-   `raw/meter_readings/date=YYYY-MM-DD/hour=HH/`, one per event hour;
-2. record the batch in a small intent marker (`_state/meter_readings/<topic>/partition=<p>.json`);
-3. publish the files, every one named `<topic>+<partition>+<first>-<last>.parquet`, with bad
-   messages under `quarantine/meter_readings/date=YYYY-MM-DD/`, and make them durable;
-4. commit the offset after the batch to Kafka.
+   zstd Parquet row groups to spool files (never visible to readers), one per event hour;
+2. record the batch's offsets `first..last` as pending in the partition's ledger
+   (`metrify.ingest.ledger`, in `_state/` in the lake);
+3. publish the files, every one named `<topic>+<partition>+<first>-<last>.parquet` after the
+   offsets it holds, under `raw/meter_readings/date=YYYY-MM-DD/hour=HH/`, with bad messages under
+   `quarantine/meter_readings/date=YYYY-MM-DD/`, and make them durable (a rename on a local lake,
+   one complete PUT per file on an object store: nothing partial is ever published);
+4. commit the offset after the batch to Kafka, then record the batch as published.
 
-If the process dies between 3 and 4, the next drain finds the marker, re-reads exactly the same
-offsets and rewrites the same file names: the retry overwrites, it never duplicates. A batch
-costs memory in proportion to the batch size, never to the backlog.
+If the process dies between 3 and 4, the next drain finds the pending batch, re-reads exactly the
+same offsets and rewrites the same file names: the retry overwrites, it never duplicates. The
+same holds for any published batch read again (an operator resetting the offset to a batch's
+first offset). Where Kafka lost the committed offset, the drain resumes from its ledger; an
+offset outside the log fails loudly, naming topic, partition and offsets. A newer drain of the
+same partition fences this one out (the ledger's generation). Memory follows the batch's bytes,
+never the backlog.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,26 +45,29 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from metrify import lake
 from metrify.contracts import readings
 from metrify.ingest.decode import decode
+from metrify.ingest.ledger import STATE_LAYER, Ledger
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 log = logging.getLogger(__name__)
 
-STATE_LAYER = "_state"
 # The reading thread plus three threads that decode and write chunks as they arrive: on two cores,
 # consuming, decoding and writing overlap (measured by `make bench`).
 DRAIN_THREADS = 3
 # Rows buffered per raw file before a row group is written: smaller groups cost more CPU to
 # write (measured: 5,000-row groups twice the cost of 50,000-row groups) and to read.
 ROW_GROUP_ROWS = 32_768
+CHUNK_MESSAGES = 10_000
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 @dataclass
 class BatchResult:
     first_offset: int
     last_offset: int
-    messages: int
+    consumed: int  # messages the reader received (counted as read, not from what was written)
+    gaps: int  # offsets inside the range Kafka delivered no message for (compaction, transaction markers)
     valid_rows: int
     quarantined: int
     files: list[str]
@@ -68,19 +80,22 @@ class DrainReport:
     start_offset: int  # first offset this drain read
     end_offset: int  # committed offset after the drain (next offset to read)
     high_watermark: int  # the partition's end when the drain started
-    messages: int = 0
+    generation: int = 0  # the ledger generation this drain held
+    consumed: int = 0
+    gaps: int = 0
     valid_rows: int = 0
     quarantined: int = 0
     batches: int = 0
-    files: int = 0  # Parquet files written (raw and quarantine)
+    files: list[str] = field(default_factory=list)  # Parquet files published (raw and quarantine)
     seconds: float = 0.0
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
-        self.messages += result.messages
+        self.consumed += result.consumed
+        self.gaps += result.gaps
         self.valid_rows += result.valid_rows
         self.quarantined += result.quarantined
-        self.files += len(result.files)
+        self.files += result.files
         self.end_offset = result.last_offset + 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,13 +106,77 @@ def file_stem(topic: str, partition: int, first: int, last: int) -> str:
     return f"{topic}+{partition}+{first:012d}-{last:012d}"
 
 
-def marker_path(root: ObjectStoragePath, topic: str, partition: int) -> ObjectStoragePath:
-    return root / STATE_LAYER / readings.DATASET / topic / f"partition={partition}.json"
+def spool_dir(root: ObjectStoragePath, topic: str, partition: int, generation: int, home: str) -> str:
+    """Where a drain writes a batch's files until they are published: inside the lake for a
+    local lake (so publishing is a rename), under METRIFY_HOME for an object store."""
+    name = f"partition={partition}.staging"
+    if lake.is_local(root):
+        return os.path.join((root / STATE_LAYER / readings.DATASET / topic).path, name, f"gen={generation}")
+    return os.path.join(home, "spool", readings.DATASET, topic, name, f"gen={generation}")
 
 
-def staging_path(root: ObjectStoragePath, topic: str, partition: int) -> ObjectStoragePath:
-    """Where a batch's files are written until they are published (local lakes)."""
-    return root / STATE_LAYER / readings.DATASET / topic / f"partition={partition}.staging"
+def clear_older_spools(spool: str) -> None:
+    """Remove what crashed or fenced-out drains of this partition left (older generations)."""
+    parent = os.path.dirname(spool)
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if os.path.join(parent, name) != spool:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+class OffsetError(RuntimeError):
+    """The partition's committed offset cannot be trusted: the drain stops rather than guess."""
+
+
+def resolve_start(topic: str, partition: int, committed: int | None, low: int, high: int, ledger: Ledger) -> int:
+    """The offset to drain from, or a clear error naming topic, partition and offsets.
+
+    Kafka's committed offset wins; where Kafka has none (never committed, or expired after
+    `offsets.retention.minutes` of an idle partition) the ledger's record resumes exactly; only
+    a partition never drained starts at the log start.
+    """
+    where = f"{topic}[{partition}]"
+    if committed is None:
+        if ledger.pending is not None:
+            start = ledger.pending[0]
+            log.warning(
+                "%s: Kafka has no committed offset; resuming from the ledger's pending batch at %d", where, start
+            )
+        elif ledger.committed is not None:
+            start = ledger.committed
+            log.warning(
+                "%s: Kafka has no committed offset (expired after offsets.retention.minutes?); resuming from the "
+                "drain's own ledger at %d",
+                where,
+                start,
+            )
+        else:
+            log.info("%s: first drain of this partition: starting at the log start %d", where, low)
+            return low
+    else:
+        start = committed
+    if start > high:
+        raise OffsetError(
+            f"{where}: the offset to resume from, {start}, is above the high watermark {high}: the topic was "
+            "recreated or its log truncated, so offsets no longer mean what the lake recorded. Nothing was read. "
+            "See RUNBOOK.md#offset-out-of-range"
+        )
+    if start < low:
+        raise OffsetError(
+            f"{where}: the offset to resume from, {start}, is below the log start {low}: messages {start}..{low - 1} "
+            "were deleted by retention before they were ingested. See RUNBOOK.md#offset-out-of-range"
+        )
+    inside = ledger.batch_containing(start)
+    if inside is not None and inside[0] != start:
+        if inside[0] < low:
+            raise OffsetError(
+                f"{where}: resuming at {start} would re-read part of the published batch {inside[0]}..{inside[1]}, "
+                f"whose start is no longer in Kafka (log start {low}); its files cannot be rewritten whole. Reset the "
+                f"offset to {inside[1] + 1} or later. See RUNBOOK.md#re-drain-a-range"
+            )
+        log.warning("%s: %d lies inside the published batch %d..%d: re-reading that batch whole", where, start, *inside)
+        start = inside[0]
+    return start
 
 
 def drain_partition(
@@ -106,8 +185,10 @@ def drain_partition(
     partition: int,
     root: ObjectStoragePath,
     batch_size: int = 100_000,
+    batch_bytes: int = 64 * 2**20,
     poll_timeout: float = 1.0,
     idle_timeout: float = 30.0,
+    home: str | None = None,
     on_batch_written: Callable[[BatchResult], None] | None = None,
 ) -> DrainReport:
     """Drain `topic`/`partition` from its committed offset to the high watermark seen at start.
@@ -116,97 +197,124 @@ def drain_partition(
     committed (tests use it to crash the drain at the worst moment).
     """
     started = time.monotonic()
+    _keep_large_allocations_mmapped()
     consumer = Consumer(consumer_config)
     tp = TopicPartition(topic, partition)
     try:
         low, high = consumer.get_watermark_offsets(tp, timeout=10.0, cached=False)
-        committed = consumer.committed([tp], timeout=10.0)[0]
-        if committed.error:
-            raise KafkaException(committed.error)
-        start = committed.offset if committed.offset >= 0 else low
-        if start < low:
-            raise RuntimeError(
-                f"{topic}[{partition}]: committed offset {start} is below the log start {low}: "
-                f"messages {start}..{low - 1} were deleted by retention before they were ingested"
-            )
-        report = DrainReport(topic, partition, start, start, high)
-        lake.clear_staging(staging_path(root, topic, partition))  # what a killed drain left unfinished
-        pending = lake.read_json(marker_path(root, topic, partition))
-        replay_last = None
-        if pending and pending["first_offset"] == start and pending["last_offset"] < high:
-            replay_last = pending["last_offset"]
-            log.warning(
-                "%s[%d]: replaying uncommitted batch %d..%d written by an earlier attempt",
-                topic,
-                partition,
-                pending["first_offset"],
-                replay_last,
-            )
+        found = consumer.committed([tp], timeout=10.0)[0]
+        if found.error:
+            raise KafkaException(found.error)
+        ledger = Ledger.claim(root, topic, partition)
+        ledger.forget_before(low)
+        committed = found.offset if found.offset >= 0 else None
+        if ledger.pending is not None and committed is not None and committed > ledger.pending[1]:
+            ledger.published(*ledger.pending)  # committed, but the drain died before recording it
+        start = resolve_start(topic, partition, committed, low, high, ledger)
+        report = DrainReport(topic, partition, start, start, high, generation=ledger.generation)
+        spool = spool_dir(root, topic, partition, ledger.generation, home or os.getcwd())
+        clear_older_spools(spool)
         consumer.assign([TopicPartition(topic, partition, start)])
         reader = _PartitionReader(consumer, topic, partition, poll_timeout, idle_timeout)
         read_from = start
-        in_flight: Future[BatchResult] | None = None
-        # Two worker threads decode and write each chunk of messages as soon as it is read, while
-        # this thread reads on; a batch's files are published (renamed into place) only when all
-        # its chunks are written. Offsets are committed strictly in order, each only after its own
-        # files are durable, and a batch is published only after the previous batch's commit (so
-        # at most one batch is ever published but uncommitted: the one the intent marker names).
+        in_flight: tuple[Future[BatchResult], BatchFiles] | None = None
+        # Worker threads decode and write each chunk of messages as soon as it is read, while this
+        # thread reads on; a batch's files are published only when all its chunks are written.
+        # Offsets are committed strictly in order, each only after its own files are durable, and
+        # a batch is published only after the previous batch's commit (so at most one batch is
+        # ever published but uncommitted: the ledger's pending one).
         with _gc_paused(), ThreadPoolExecutor(max_workers=DRAIN_THREADS, thread_name_prefix="drain") as workers:
             while True:
                 chunks: list[Future[None]] = []
                 files = None
                 try:
-                    last_read = read_from - 1
                     if read_from < high:
-                        last = replay_last if replay_last is not None else min(read_from + batch_size, high) - 1
-                        replay_last = None
+                        last = _planned_last(ledger, read_from, batch_size, high)
+                        files = BatchFiles(root, topic, partition, read_from, spool)
                         now = _now()
-                        files = BatchFiles(root, topic, partition, read_from, last)
-                        for chunk in reader.chunks(read_from, last):
+                        for chunk in reader.chunks(read_from, last, batch_bytes):
+                            files.consumed += len(chunk.messages)
+                            files.last_read = chunk.last_offset
                             chunks.append(workers.submit(decode_into, files, chunk, now))
-                            last_read = chunk.last_offset
-                            del chunk  # a worker holds it until written: memory follows the batch size
+                            del chunk  # a worker holds it until written: memory follows the batch
                     if in_flight is not None:
-                        result = in_flight.result()
+                        future, _ = in_flight
+                        result = future.result()
                         in_flight = None
                         if on_batch_written:
                             on_batch_written(result)
+                        ledger.check_not_fenced()
                         consumer.commit(
                             offsets=[TopicPartition(topic, partition, result.last_offset + 1)], asynchronous=False
                         )
+                        ledger.published(result.first_offset, result.last_offset)
                         report.add(result)
                         log.info(
-                            "%s[%d]: committed %d after batch %d..%d (%d rows, %d quarantined)",
+                            "%s[%d]: committed %d after batch %d..%d (%d read, %d rows, %d quarantined)",
                             topic,
                             partition,
                             report.end_offset,
                             result.first_offset,
                             result.last_offset,
+                            result.consumed,
                             result.valid_rows,
                             result.quarantined,
                         )
                 except BaseException:
                     wait(chunks)
                     if files is not None:
-                        files.discard()  # unpublished temporary files only
+                        files.discard()  # unpublished spool files only
                     raise
                 if not chunks:
+                    ledger.save()
                     if reader.carry and offset_of(reader.carry[0]) < high:  # offsets up to `last` were compacted away
                         read_from = offset_of(reader.carry[0])
                         continue
                     break
                 assert files is not None  # chunks were read, so a batch was opened
-                files.last_read = last_read  # below `last` only if the partition went idle or was compacted
-                lake.write_json(
-                    {"first_offset": read_from, "last_offset": last, "written_at": _now().isoformat()},
-                    marker_path(root, topic, partition),
-                )
-                in_flight = workers.submit(close_batch, files, chunks, workers)
-                read_from = last_read + 1
+                ledger.pending = [files.first, files.last_read]
+                ledger.check_not_fenced()
+                ledger.save()
+                in_flight = (workers.submit(close_batch, files, chunks, workers), files)
+                read_from = files.last_read + 1
         report.seconds = round(time.monotonic() - started, 3)
         return report
     finally:
         consumer.close()
+
+
+def _keep_large_allocations_mmapped() -> None:
+    """Pin glibc's mmap threshold at 256 KiB for this process.
+
+    glibc raises the threshold to the size of every mmapped block freed (up to 32 MiB), after
+    which large message values land in heap arenas that never shrink: measured, a drain's peak
+    memory then grew with the backlog (two backlogs of 800 KB messages: 521 -> 729 MiB). With the
+    threshold fixed, large blocks go back to the system when freed and the peak follows the batch.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        if hasattr(libc, "mallopt"):
+            libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+    except OSError:  # not glibc: nothing to pin
+        pass
+
+
+def _planned_last(ledger: Ledger, first: int, batch_size: int, high: int) -> int:
+    """The last offset of the batch that starts at `first`: a published batch's own end (so a
+    re-read rewrites the same files), else `batch_size` messages, never into a published batch."""
+    known = ledger.batch_starting_at(first)
+    if known is not None:
+        log.warning(
+            "%s[%d]: replaying %s batch %d..%d under its recorded file names",
+            ledger.topic,
+            ledger.partition,
+            "uncommitted" if known is ledger.pending else "published",
+            *known,
+        )
+        return min(known[1], high - 1)
+    last = min(first + batch_size, high) - 1
+    following = ledger.next_batch_after(first)
+    return min(last, following[0] - 1) if following is not None else last
 
 
 @contextmanager
@@ -236,18 +344,20 @@ class _PartitionReader:
         self.poll_timeout, self.idle_timeout = poll_timeout, idle_timeout
         self.carry: list[Message] = []
 
-    def chunks(self, first: int, last: int) -> Iterator[Chunk]:
-        """Chunks of messages from offset `first` up to `last` inclusive (fewer if none arrives
-        for `idle_timeout` seconds)."""
+    def chunks(self, first: int, last: int, max_bytes: int) -> Iterator[Chunk]:
+        """Chunks of messages from offset `first` up to `last` inclusive; fewer when their values
+        reach `max_bytes` or none arrives for `idle_timeout` seconds."""
         next_offset = first
+        size = 0
         idle_since = time.monotonic()
-        while next_offset <= last:
+        while next_offset <= last and size < max_bytes:
             if self.carry:
                 chunk, self.carry = self.carry, []
             else:
-                want = max(1, min(10_000, last + 1 - next_offset))
+                want = max(1, min(CHUNK_MESSAGES, last + 1 - next_offset))
                 chunk = self.consumer.consume(num_messages=want, timeout=self.poll_timeout)
-                chunk = [m for m in chunk if not _is_partition_eof(m)] if any(map(Message.error, chunk)) else chunk
+                if any(map(Message.error, chunk)):
+                    chunk = [m for m in chunk if not self._is_partition_eof(m)]
             if not chunk:
                 if time.monotonic() - idle_since > self.idle_timeout:
                     log.warning(
@@ -266,11 +376,35 @@ class _PartitionReader:
             if cut < len(chunk):
                 self.carry = chunk[cut:]
                 chunk = chunk[:cut]
+            budget = max_bytes - size
+            taken = 0
+            for taken, message in enumerate(chunk, start=1):  # noqa: B007 - the count is the point
+                budget -= len(message) if message.value() is not None else 0
+                if budget <= 0:
+                    break
+            if taken < len(chunk):  # the byte budget ends the batch inside this chunk
+                self.carry = chunk[taken:] + self.carry
+                chunk = chunk[:taken]
             if chunk:
+                size += sum(len(m) for m in chunk)
                 next_offset = offset_of(chunk[-1]) + 1
                 yield Chunk.of(chunk)
             if self.carry:
                 return
+
+    def _is_partition_eof(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() == KafkaError._PARTITION_EOF:
+            return True
+        if error.code() == KafkaError._AUTO_OFFSET_RESET:
+            raise OffsetError(
+                f"{self.topic}[{self.partition}]: Kafka refused the offset being read as out of range ({error.str()}); "
+                "the drain never lets the client jump (auto.offset.reset=error). The log was truncated or the "
+                "topic recreated: see RUNBOOK.md#offset-out-of-range"
+            )
+        raise KafkaException(error)
 
 
 def offset_of(message: Message) -> int:
@@ -279,15 +413,6 @@ def offset_of(message: Message) -> int:
     if offset is None:
         raise KafkaException(message.error())
     return offset
-
-
-def _is_partition_eof(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return False
-    if error.code() == KafkaError._PARTITION_EOF:
-        return True
-    raise KafkaException(error)
 
 
 def _now() -> datetime:
@@ -362,21 +487,25 @@ def decode_chunk(chunk: Chunk, topic: str, partition: int, now: datetime) -> Dec
 
 
 class BatchFiles:
-    """The files of one batch (`<topic>+<partition>+<first>-<last>.parquet` in every partition it
-    touches), filled chunk by chunk as chunks are decoded and published together by `close()`.
+    """The files of one batch, filled chunk by chunk as chunks are decoded and published together
+    by `close()` under names that hold the batch's offset range (`<topic>+<partition>+<first>-
+    <last>.parquet`, the same in every partition it touches).
 
     Raw rows go to one file per event date and hour, in row groups of at least `ROW_GROUP_ROWS`
     rows; bad messages to one quarantine file per Kafka-timestamp date.
     """
 
-    def __init__(self, root: ObjectStoragePath, topic: str, partition: int, first: int, last: int) -> None:
-        self.root, self.topic, self.partition = root, topic, partition
-        self.first, self.last_read = first, last  # the drain lowers last_read if the batch ended early
-        self.stem = file_stem(topic, partition, first, last)  # named after the planned range, as the marker
+    def __init__(self, root: ObjectStoragePath, topic: str, partition: int, first: int, spool: str) -> None:
+        self.root, self.topic, self.partition, self.spool = root, topic, partition, spool
+        self.first, self.last_read = first, first - 1
+        self.consumed = 0  # set by the reading thread
         self.raw_files: dict[int, lake.ParquetFile] = {}  # by epoch hour
         self.quarantine: list[pa.Table] = []
-        self.valid_rows = 0
         self._lock = threading.Lock()
+
+    @property
+    def stem(self) -> str:
+        return file_stem(self.topic, self.partition, self.first, self.last_read)
 
     def add(self, decoded: DecodedChunk) -> None:
         """Append a decoded chunk (safe to call from several threads)."""
@@ -384,17 +513,15 @@ class BatchFiles:
             with self._lock:
                 if hour not in self.raw_files:
                     self.raw_files[hour] = lake.ParquetFile(
-                        self._raw_path(hour),
+                        self.spool,
                         readings.RAW_SCHEMA,
-                        staging_path(self.root, self.topic, self.partition),
                         row_group_rows=ROW_GROUP_ROWS,
                         dictionary_columns=["meter_id", "topic"],
                     )
                 file = self.raw_files[hour]
             file.write(rows)  # files lock themselves: two threads write two hours at once
-        with self._lock:
-            self.valid_rows += decoded.rows.num_rows
-            if decoded.quarantine is not None:
+        if decoded.quarantine is not None:
+            with self._lock:
                 self.quarantine.append(decoded.quarantine)
 
     def close(self, workers: ThreadPoolExecutor | None = None) -> BatchResult:
@@ -402,14 +529,16 @@ class BatchFiles:
 
         With `workers`, the raw files' last row groups are written in parallel.
         """
-        raw = [self.raw_files[hour] for hour in sorted(self.raw_files)]
+        raw = sorted(self.raw_files.items())
         if workers is not None:
-            for finished in [workers.submit(file.finish) for file in raw]:
+            for finished in [workers.submit(file.finish) for _, file in raw]:
                 finished.result()
-        for file in raw:
-            file.finish()  # a no-op when already finished
-            file.publish()
-        files = [file.path for file in raw]
+        files = []
+        for hour, file in raw:
+            target = self._raw_path(hour)
+            file.publish(target)
+            files.append(target)
+        valid_rows = sum(file.rows for _, file in raw)
         quarantined = 0
         if self.quarantine:
             quarantine = pa.concat_tables(self.quarantine).sort_by("offset")
@@ -432,11 +561,13 @@ class BatchFiles:
                     part["reason"][0].as_py(),
                 )
         lake.sync(files)
+        span = self.last_read - self.first + 1
         return BatchResult(
             self.first,
             self.last_read,
-            self.valid_rows + quarantined,
-            self.valid_rows,
+            self.consumed,
+            span - self.consumed,
+            valid_rows,
             quarantined,
             [str(f) for f in files],
         )

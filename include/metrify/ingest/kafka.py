@@ -18,7 +18,8 @@ CONSUMER_OVERRIDES: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "enable.partition.eof": False,
-    "auto.offset.reset": "earliest",
+    # never jump silently: an out-of-range offset is an error the drain reports (OffsetError)
+    "auto.offset.reset": "error",
 }
 # Bounded prefetch: librdkafka queues at most this much per consumer ahead of the drain, so
 # memory follows the batch size, not the backlog.
@@ -31,9 +32,21 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def consumer_config(connection_extra: dict[str, Any], group_id: str | None = None) -> dict[str, Any]:
-    """librdkafka consumer configuration from a connection extra, made safe for exactly-once."""
+def consumer_config(
+    connection_extra: dict[str, Any], group_id: str | None = None, batch_bytes: int | None = None
+) -> dict[str, Any]:
+    """librdkafka consumer configuration from a connection extra, made safe for exactly-once.
+
+    With `batch_bytes`, librdkafka's prefetch queue and fetch responses are sized from the
+    drain's byte budget (a quarter of it each, 1..32 MiB), so memory follows the batch's bytes,
+    not the backlog or librdkafka's defaults (50 MiB fetches, 64 MiB queue).
+    """
     config = {**CONSUMER_DEFAULTS, **connection_extra, **CONSUMER_OVERRIDES}
+    if batch_bytes is not None:
+        share = min(32 * 2**20, max(2**20, batch_bytes // 4))
+        config["queued.max.messages.kbytes"] = share // 1024
+        config["fetch.max.bytes"] = share
+        config["receive.message.max.bytes"] = share + 2**20  # librdkafka: at least fetch.max.bytes + 512
     if group_id:
         config["group.id"] = group_id
     if not config.get("bootstrap.servers"):

@@ -17,7 +17,7 @@ def kafka_consumer_config(settings: Settings) -> dict[str, Any]:
     from airflow.sdk import BaseHook
 
     extra = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
-    return kafka.consumer_config(extra, group_id=settings.consumer_group)
+    return kafka.consumer_config(extra, group_id=settings.consumer_group, batch_bytes=settings.batch_bytes)
 
 
 def list_partitions() -> list[int]:
@@ -33,14 +33,16 @@ def drain_one(partition: int) -> dict[str, Any]:
         partition,
         lake.lake_root(settings),
         batch_size=settings.batch_size,
+        batch_bytes=settings.batch_bytes,
+        home=str(settings.home),
     )
     log.info(
-        "drained %s[%d]: offsets %d..%d, %d messages -> %d rows + %d quarantined in %d batch(es), %.1f s",
+        "drained %s[%d]: offsets %d..%d, %d messages read -> %d rows + %d quarantined in %d batch(es), %.1f s",
         report.topic,
         partition,
         report.start_offset,
         report.end_offset - 1,
-        report.messages,
+        report.consumed,
         report.valid_rows,
         report.quarantined,
         report.batches,
@@ -49,22 +51,44 @@ def drain_one(partition: int) -> dict[str, Any]:
     return report.as_dict()
 
 
-def reconcile(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every message read became a raw row or a quarantined row; fail loudly otherwise."""
-    totals = {key: sum(r[key] for r in reports) for key in ("messages", "valid_rows", "quarantined")}
-    broken = [r for r in reports if r["messages"] != r["valid_rows"] + r["quarantined"]]
-    if broken:
-        raise RuntimeError(
-            "reconciliation failed: messages != raw rows + quarantined rows for "
-            + ", ".join(
-                f"{r['topic']}[{r['partition']}] offsets {r['start_offset']}..{r['end_offset'] - 1}" for r in broken
-            )
-            + ". See RUNBOOK.md#reconciliation-failed"
+def rows_in_files(files: list[str], settings: Settings) -> int:
+    """Rows of the given lake files, counted from their Parquet footers (not from the drain)."""
+    import pyarrow.parquet as pq
+    from airflow.sdk import ObjectStoragePath
+
+    total = 0
+    for url in files:
+        path = (
+            ObjectStoragePath(url) if url.startswith("file:") else ObjectStoragePath(url, conn_id=settings.lake_conn_id)
         )
+        with path.open("rb") as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def reconcile(reports: list[dict[str, Any]], settings: Settings | None = None) -> dict[str, Any]:
+    """Each partition's Kafka offset range = messages read + gaps Kafka reported (compaction,
+    transaction markers), and messages read = rows in the files the drain published (raw +
+    quarantine), counted from the files themselves. Fails loudly, naming partition and offsets."""
+    settings = settings or load_settings()
+    problems = []
+    for r in reports:
+        where = f"{r['topic']}[{r['partition']}] offsets {r['start_offset']}..{r['end_offset'] - 1}"
+        span = r["end_offset"] - r["start_offset"]
+        if span != r["consumed"] + r["gaps"]:
+            problems.append(f"{where}: {span} offsets but {r['consumed']} messages read + {r['gaps']} gaps")
+        in_lake = rows_in_files(r["files"], settings)
+        if in_lake != r["consumed"]:
+            problems.append(f"{where}: {r['consumed']} messages read but {in_lake} rows in the published files")
+    if problems:
+        raise RuntimeError("reconciliation failed: " + "; ".join(problems) + ". See RUNBOOK.md#reconciliation-failed")
+    totals = {key: sum(r[key] for r in reports) for key in ("consumed", "gaps", "valid_rows", "quarantined")}
     partitions = {r["partition"]: [r["start_offset"], r["end_offset"]] for r in reports}
     log.info(
-        "micro-batch reconciled: %d messages = %d raw rows + %d quarantined; offsets %s",
-        totals["messages"],
+        "micro-batch reconciled: %d messages read (+%d gaps) = %d raw rows + %d quarantined, counted in the "
+        "published files; offsets %s",
+        totals["consumed"],
+        totals["gaps"],
         totals["valid_rows"],
         totals["quarantined"],
         partitions,
@@ -73,4 +97,4 @@ def reconcile(reports: list[dict[str, Any]]) -> dict[str, Any]:
         log.warning(
             "%d message(s) quarantined under quarantine/meter_readings/: each row says why", totals["quarantined"]
         )
-    return {**totals, "offsets": partitions, "files": sum(r["files"] for r in reports)}
+    return {**totals, "offsets": partitions, "files": sum(len(r["files"]) for r in reports)}

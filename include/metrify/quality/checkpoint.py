@@ -70,15 +70,15 @@ def run_checkpoint(
 
     `gx_home` is the file data context's root (results + Data Docs); None uses an ephemeral one.
     """
-    # exact redeliveries (at-least-once delivery) are harmless and quarantined as such; the
-    # uniqueness expectation judges what is left, i.e. conflicting readings
-    exact_repeat = (checked["repeat"] & checked["duplicate"].eq("exact")).to_numpy()
+    # superseded copies (exact redeliveries and earlier values a correction replaced) are
+    # quarantined with their reading of record named; the suite judges the readings of record
+    superseded = checked["repeat"].to_numpy(dtype=bool)
     rows_frame = frame.assign(
         ingestion_lag_minutes=checked["ingestion_lag_minutes"].to_numpy(),
         delivery_lag_minutes=checked["delivery_lag_minutes"].to_numpy(),
     )
-    if exact_repeat.any():
-        rows_frame = rows_frame.loc[~exact_repeat].reset_index(drop=True)
+    if superseded.any():
+        rows_frame = rows_frame.loc[~superseded].reset_index(drop=True)
     counts_frame = completeness_frame(checked, window_start, window_end)
     specs = {
         "meter_readings": (meter_readings_suite(), rows_frame),
@@ -219,7 +219,7 @@ def failure_message(
         total = f.get("element_count")
         percent = f.get("unexpected_percent")
         counts = (
-            f"{count} of {total} rows unexpected ({percent:.3f} %; exact redeliveries not counted)"
+            f"{count} of {total} rows unexpected ({percent:.3f} %; superseded copies not counted)"
             if count is not None and percent is not None
             else f"observed {plain(f.get('observed_value'))!r}"
         )

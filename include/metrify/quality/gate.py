@@ -11,14 +11,22 @@ How an interval is judged:
    reason (always, also when the gate fails). If a critical expectation failed, the gate raises
    `QualityGateError` naming the expectation, the column, the counts, sample rows and the Data
    Docs page, and no validated output exists for the interval; otherwise the usable rows go to
-   `validated/<dataset>/`. A marker `_quality/<dataset>/...json` records the verdict and the raw
-   files judged, so a partition whose files change is judged again (`changed_intervals`).
+   `validated/<dataset>/`. A marker `_quality/<dataset>/...json` records the verdict (`status`:
+   passed, blocked or released) and the raw files judged, so a partition whose files change is
+   judged again (`changed_intervals`).
+
+The warehouse loads `validated/` only, so a blocked interval never reaches staging, facts or
+metrics. An operator can release a blocked interval (`write_release`, the DAG
+`release_quality_interval`): the release names who, why, and the raw files it was given for;
+the gate then publishes the interval's usable rows (the row-level quarantine still applies) with
+status `released`, until those raw files change and the interval is judged afresh.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,10 +76,77 @@ class GateInterval:
         return lake.partition_path(root, "validated", self.dataset, **self.parts) / "validated.parquet"
 
     def marker(self, root: ObjectStoragePath) -> ObjectStoragePath:
-        base = root / "_quality" / self.dataset
+        return self._json(root / "_quality" / self.dataset)
+
+    def release_file(self, root: ObjectStoragePath) -> ObjectStoragePath:
+        return self._json(root / "_quality_releases" / self.dataset)
+
+    def _json(self, base: ObjectStoragePath) -> ObjectStoragePath:
         if self.hour is None:
             return base / f"date={self.date}.json"
         return base / f"date={self.date}" / f"hour={self.hour:02d}.json"
+
+
+@dataclass(frozen=True)
+class Release:
+    """An operator's release of a blocked interval, valid for the raw files it was given for."""
+
+    released_by: str
+    reason: str
+    released_at: str
+    raw_files: list[str]
+    raw_fingerprint: str
+
+
+def write_release(
+    root: ObjectStoragePath, interval: GateInterval, reason: str, released_by: str, raw_files: list[str]
+) -> Release:
+    """Record a release (the gate honours it while the interval's raw files stay these)."""
+    if len(reason.strip()) < 10:
+        raise ValueError(
+            f"releasing {interval.dataset} {interval.label} needs a reason of at least 10 characters "
+            f"(what was checked, why the data is usable); got {reason!r}"
+        )
+    if not raw_files:
+        raise ValueError(f"{interval.dataset} {interval.label} has no raw files: nothing to release")
+    release = Release(
+        released_by,
+        reason.strip(),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        sorted(raw_files),
+        lake.fingerprint(root, raw_files),
+    )
+    lake.write_json(asdict(release), interval.release_file(root))
+    return release
+
+
+def valid_release(root: ObjectStoragePath, interval: GateInterval, raw_files: list[str]) -> Release | None:
+    """The interval's release if one exists for exactly these raw files, unchanged (else None)."""
+    found = lake.read_json(interval.release_file(root))
+    if found is None or found.get("raw_fingerprint") != lake.fingerprint(root, raw_files):
+        return None
+    return Release(**{k: found[k] for k in Release.__dataclass_fields__})
+
+
+def verdict(
+    root: ObjectStoragePath, interval: GateInterval, passed: bool, raw_files: list[str]
+) -> tuple[str, Release | None]:
+    """(status, release): passed, released (a critical failure an operator released for these
+    raw files) or blocked."""
+    if passed:
+        return "passed", None
+    release = valid_release(root, interval, raw_files)
+    if release is None:
+        return "blocked", None
+    log.warning(
+        "%s %s failed a critical expectation but was released by %s at %s: %s",
+        interval.dataset,
+        interval.label,
+        release.released_by,
+        release.released_at,
+        release.reason,
+    )
+    return "released", release
 
 
 def publish_verdict(
@@ -108,8 +183,9 @@ def changed_intervals(
     root: ObjectStoragePath, dataset: str, hourly: bool, lookback_days: int | None = None
 ) -> list[GateInterval]:
     """Intervals of `raw/<dataset>` whose files changed since the gate last judged them (the
-    marker records the files it saw). `lookback_days` limits the search to the newest `date=`
-    partitions right below the dataset (meter readings); otherwise every file is listed."""
+    marker records the fingerprint of the files it saw: names, sizes, modification times).
+    `lookback_days` limits the search to the newest `date=` partitions right below the dataset
+    (meter readings); otherwise every file is listed."""
     base = root / "raw" / dataset
     if lookback_days is None:
         files = lake.list_files(base)
@@ -127,7 +203,7 @@ def changed_intervals(
     pending = []
     for interval, names in sorted(by_interval.items()):
         marker = lake.read_json(interval.marker(root))
-        if marker is None or sorted(marker.get("raw_files", [])) != sorted(names):
+        if marker is None or marker.get("raw_fingerprint") != lake.fingerprint(root, names):
             pending.append(interval)
     return pending
 
@@ -142,13 +218,17 @@ class GateReport:
     rows: int
     validated: int
     quarantined: int
-    passed: bool
+    passed: bool  # no critical expectation failed
+    status: str  # passed, blocked or released
     score: dict[str, Any]
     failures: list[dict[str, Any]]
     docs_index: str | None
     raw_files: list[str]
+    raw_fingerprint: str
     validated_path: str | None
     quarantine_path: str | None
+    judged_at: str
+    release: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,6 +288,7 @@ def run_gate(
     due = expected_slots(checked, start, end)
     score = batch_score(checked, expected_readings=checked["meter_id"].nunique() * due)
     score["slots_due"], score["slots_in_interval"] = due, 4
+    status, release = verdict(root, interval, outcome.success, files)
     report = GateReport(
         date=date,
         hour=hour,
@@ -215,25 +296,32 @@ def run_gate(
         validated=0,
         quarantined=int(bad.sum()),
         passed=outcome.success,
+        status=status,
         score=score,
         failures=outcome.failures,
         docs_index=outcome.docs_index,
         raw_files=files,
+        raw_fingerprint=lake.fingerprint(root, files),
         validated_path=None,
         quarantine_path=str(interval.quarantine_file(root)) if bad.any() else None,
+        judged_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        release=None if release is None else asdict(release),
     )
-    if not outcome.success:
+    if status == "blocked":
         publish_verdict(root, interval, quarantined, None, report.as_dict())
         raise QualityGateError(
             failure_message(readings.DATASET, interval.label, outcome, report.quarantined, report.quarantine_path)
         )
-    good = checked.loc[~bad, list(readings.RAW_SCHEMA.names)]
-    validated = pa.Table.from_pandas(good, preserve_index=False).cast(readings.RAW_SCHEMA)
+    good = checked.loc[~bad, list(readings.RAW_SCHEMA.names)].assign(
+        delivered_copies=checked.loc[~bad, "copies"].to_numpy(), corrected=checked.loc[~bad, "conflict"].to_numpy()
+    )
+    validated = pa.Table.from_pandas(good, preserve_index=False).cast(readings.VALIDATED_SCHEMA)
     report.validated = len(good)
     report.validated_path = str(interval.validated_file(root))
     publish_verdict(root, interval, quarantined, validated, report.as_dict())
     log.info(
-        "quality gate passed for %s hour %02d: %d rows, %d validated, %d quarantined, score %s (%s)",
+        "quality gate %s for %s hour %02d: %d rows, %d validated, %d quarantined, score %s (%s)",
+        status,
         date,
         hour,
         report.rows,
@@ -312,9 +400,16 @@ def run_source_gate(
         "passed": outcome.success,
         "failures": outcome.failures,
         "raw_files": files,
+        "raw_fingerprint": lake.fingerprint(root, files),
         "docs_index": outcome.docs_index,
     }
-    if not outcome.success:
+    status, release = verdict(root, interval, outcome.success, files)
+    report.update(
+        status=status,
+        judged_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        release=None if release is None else asdict(release),
+    )
+    if status == "blocked":
         publish_verdict(root, interval, quarantined, None, report)
         raise QualityGateError(
             failure_message(
@@ -329,7 +424,8 @@ def run_source_gate(
     report["validated"] = len(good)
     publish_verdict(root, interval, quarantined, pa.Table.from_pandas(good, preserve_index=False), report)
     log.info(
-        "quality gate passed for %s %s: %d rows, %d validated, %d quarantined",
+        "quality gate %s for %s %s: %d rows, %d validated, %d quarantined",
+        status,
         dataset,
         date,
         len(frame),

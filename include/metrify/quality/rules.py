@@ -10,6 +10,7 @@ Vectorised with numpy: texts are written only for the (few) failing rows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,46 +36,70 @@ def _says(text: str) -> Callable[[int], str]:
     return lambda row: text
 
 
-def duplicate_status(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(repeat, conflict, copies): repeat marks every copy after the first of a (meter_id,
-    reading_ts) pair, conflict marks all copies of pairs whose values differ, copies counts them."""
+@dataclass
+class Duplicates:
+    """Copies of the same (meter_id, reading_ts) reading, resolved in Kafka order."""
+
+    superseded: np.ndarray  # every copy but the reading of record
+    conflict: np.ndarray  # every copy of a reading whose copies differ in value (a correction)
+    copies: np.ndarray  # how many copies the row's reading has
+    record: np.ndarray  # row position of the reading of record of each row's reading
+
+
+def duplicate_status(frame: pd.DataFrame) -> Duplicates:
+    """Which copy of each (meter_id, reading_ts) is the reading of record: the last in Kafka order.
+
+    The order of record is the order Kafka delivered the copies: the partition offset when all
+    copies are in one partition, else the producer's timestamp (`kafka_ts`; the key moved
+    partitions), then partition and offset. A later correction therefore wins over an earlier
+    value, also when the earlier value is re-ingested later. Without Kafka columns (tests on
+    bare frames) the row order is the delivery order.
+    """
     n = len(frame)
     if n == 0:
         empty = np.zeros(0, dtype=bool)
-        return empty, empty, np.zeros(0, dtype=np.int64)
+        return Duplicates(empty, empty, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     codes, _ = pd.factorize(frame["meter_id"])
     ts = epoch_us(frame["reading_ts"])
     slot = (ts - ts.min()) // 1_000_000  # seconds since the earliest reading
     key = codes.astype(np.int64) * (int(slot.max()) + 1) + slot
-    order = np.argsort(key, kind="stable")
-    key_sorted = key[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = key_sorted[1:] != key_sorted[:-1]
-    group = np.cumsum(new) - 1
-    copies_sorted = np.bincount(group)[group]
-    first_pos = np.flatnonzero(new)[group]  # position (in sorted order) of the group's first copy
+    _, group = np.unique(key, return_inverse=True)
+    partition = frame["partition"].to_numpy(dtype=np.int64) if "partition" in frame else np.zeros(n, np.int64)
+    offset = frame["offset"].to_numpy(dtype=np.int64) if "offset" in frame else np.arange(n, dtype=np.int64)
+    kafka_ts = epoch_us(frame["kafka_ts"]) if "kafka_ts" in frame else np.zeros(n, np.int64)
+    # partitions per reading: one -> offsets order the copies; several -> producer timestamps do
+    pairs = np.unique(np.stack([group, partition]), axis=1)
+    partitions_per_group = np.bincount(pairs[0], minlength=int(group.max()) + 1)
+    primary = np.where(partitions_per_group[group] == 1, offset, kafka_ts)
+    order = np.lexsort((np.arange(n), offset, partition, primary, group))  # Kafka order within each reading
+    group_sorted = group[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = group_sorted[:-1] != group_sorted[1:]
+    record_of_group = np.empty(int(group.max()) + 1, dtype=np.int64)
+    record_of_group[group_sorted[last]] = order[last]
+    record = record_of_group[group]
     differs = np.zeros(n, dtype=bool)
     for name in MEASUREMENTS:
         if name not in frame:
             continue
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)[order]
-        a, b = values, values[first_pos]
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        a, b = values, values[record]
         differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
     group_conflict = np.bincount(group, weights=differs.astype(float)) > 0
-    repeat = np.empty(n, dtype=bool)
-    conflict = np.empty(n, dtype=bool)
-    copies = np.empty(n, dtype=np.int64)
-    repeat[order] = ~new
-    conflict[order] = group_conflict[group]
-    copies[order] = copies_sorted
-    return repeat, conflict, copies
+    return Duplicates(
+        superseded=np.arange(n) != record,
+        conflict=group_conflict[group],
+        copies=np.bincount(group)[group],
+        record=record,
+    )
 
 
 def evaluate_rows(
     frame: pd.DataFrame, window_start: pd.Timestamp, window_end: pd.Timestamp, now: pd.Timestamp | None = None
 ) -> pd.DataFrame:
-    """The raw rows plus `reason` (quarantine, None if usable), `warning_flags`, `duplicate`,
-    `repeat`, `ingestion_lag_minutes` (Kafka to lake) and `delivery_lag_minutes` (meter to Kafka).
+    """The raw rows plus `reason` (quarantine, None if usable), `warning_flags`, `duplicate`
+    (exact / conflict), `repeat` (a copy superseded by the reading of record),
+    `ingestion_lag_minutes` (Kafka to lake) and `delivery_lag_minutes` (meter to Kafka).
     The window is [window_start, window_end) on reading_ts."""
     out = frame.copy()
     n = len(out)
@@ -94,20 +119,37 @@ def evaluate_rows(
         ts = epoch_us(out["reading_ts"])
         start_us = int(pd.Timestamp(window_start).value // 1000)
         end_us = int(pd.Timestamp(window_end).value // 1000)
-        repeat, conflict, copies = duplicate_status(out)
+        duplicates = duplicate_status(out)
+        repeat, conflict, copies, record = (
+            duplicates.superseded,
+            duplicates.conflict,
+            duplicates.copies,
+            duplicates.record,
+        )
+        lineage = (
+            out["partition"].to_numpy() if "partition" in out else np.zeros(n, np.int64),
+            out["offset"].to_numpy() if "offset" in out else np.arange(n),
+        )
         rules: list[tuple[np.ndarray, Callable[[int], str]]] = []
         for name in REQUIRED_FOR_USE:
             missing = out[name].isna().to_numpy() if name in out else np.ones(n, dtype=bool)
             rules.append((missing, _says(f"missing required value: {name}")))
         rules += [
             (
-                conflict,
+                repeat & conflict,
                 lambda i: (
-                    f"conflicting duplicate: {copies[i]} readings for this meter_id and "
-                    "reading_ts with different values (all copies kept here)"
+                    f"superseded by a later correction: {copies[i]} copies of this meter_id and reading_ts "
+                    f"differ; the reading of record is partition {lineage[0][record[i]]} offset "
+                    f"{lineage[1][record[i]]} (the last in Kafka order)"
                 ),
             ),
-            (repeat & ~conflict, lambda i: "exact duplicate of an earlier reading (same meter_id, reading_ts, values)"),
+            (
+                repeat & ~conflict,
+                lambda i: (
+                    f"exact duplicate of the reading of record at partition {lineage[0][record[i]]} "
+                    f"offset {lineage[1][record[i]]} (same meter_id, reading_ts, values)"
+                ),
+            ),
             (
                 (ts < start_us) | (ts >= end_us),
                 lambda i: f"reading_ts outside the gate interval [{window_start}, {window_end})",
@@ -160,7 +202,9 @@ def evaluate_rows(
     duplicate[repeat] = "exact"
     duplicate[conflict] = "conflict"
     out["duplicate"] = duplicate
-    out["repeat"] = repeat  # a later copy of a (meter_id, reading_ts) already seen
+    out["repeat"] = repeat  # a copy superseded by the reading of record
+    out["copies"] = copies
+    out["conflict"] = conflict
     out["ingestion_lag_minutes"] = np.round(lag, 2)
     out["delivery_lag_minutes"] = np.round(delivery, 2)
     return out

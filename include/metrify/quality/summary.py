@@ -10,6 +10,7 @@ from metrify import lake
 from metrify.config import Settings, load_settings
 from metrify.contracts.readings import DATASET
 from metrify.quality.scores import SCORE_DATASET
+from metrify.quality.verdicts import status_of
 
 QUARANTINE_DATASET = f"{DATASET}_gate"
 
@@ -22,7 +23,8 @@ def lake_quality_summary(settings: Settings | None = None) -> dict[str, Any]:
     markers = [
         lake.read_json(base / p.split(f"/_quality/{DATASET}/", 1)[1]) for p in lake.list_files(base, suffix=".json")
     ]
-    blocked = [f"{m['date']} hour {int(m['hour']):02d}" for m in markers if m and not m.get("passed")]
+    blocked = [f"{m['date']} hour {int(m['hour']):02d}" for m in markers if m and status_of(m) == "blocked"]
+    released = [f"{m['date']} hour {int(m['hour']):02d}" for m in markers if m and status_of(m) == "released"]
     findings = lake.read_table(root / "anomalies" / DATASET, columns=["anomaly_type"])
     gate_quarantine = root / "quarantine" / QUARANTINE_DATASET
     reasons: dict[str, int] = {}
@@ -36,6 +38,7 @@ def lake_quality_summary(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "intervals_judged": len(markers),
         "intervals_blocked": blocked,
+        "intervals_released": released,
         "validated_rows": lake.count_rows(root / "validated" / DATASET),
         "gate_quarantined_rows": sum(reasons.values()),
         "gate_quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),

@@ -16,10 +16,20 @@ import pyarrow as pa
 
 from metrify import lake
 from metrify.config import Settings, load_settings
-from metrify.contracts import readings
+from metrify.contracts import grid, readings, weather
+from metrify.contracts.events import ValidatedInterval
 from metrify.quality import anomalies
 from metrify.quality.checkpoint import QualityGateError
-from metrify.quality.gate import pending_days, pending_intervals, run_gate, run_source_gate
+from metrify.quality.gate import (
+    GateInterval,
+    day_files,
+    pending_days,
+    pending_intervals,
+    raw_partition,
+    run_gate,
+    run_source_gate,
+    write_release,
+)
 from metrify.quality.grid_anomalies import run_grid_anomalies
 from metrify.quality.rules import INTERVAL, evaluate_rows
 from metrify.quality.scores import SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
@@ -42,13 +52,15 @@ def gate_meter_hour(interval: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         report = run_gate(str(interval["date"]), int(interval["hour"]))
     except QualityGateError as exc:  # bad data: a retry cannot fix it
         raise _fail_on_bad_data(exc) from exc
-    extra = {
-        "date": report.date,
-        "hour": report.hour,
-        "rows": report.validated,
-        "quality_score": report.score["quality_score"],
-        "quality_tier": report.score["quality_tier"],
-    }
+    extra = ValidatedInterval(
+        dataset=readings.DATASET,
+        date=report.date,
+        hour=report.hour,
+        rows=report.validated,
+        status=report.status,
+        quality_score=report.score["quality_score"],
+        quality_tier=report.score["quality_tier"],
+    ).to_extra()
     summary = {
         "date": report.date,
         "hour": report.hour,
@@ -65,8 +77,8 @@ def gate_source_day(dataset: str, date: str) -> tuple[dict[str, Any], dict[str, 
         report = run_source_gate(dataset, date)
     except QualityGateError as exc:  # bad data: a retry cannot fix it
         raise _fail_on_bad_data(exc) from exc
-    extra = {"date": date, "rows": report["validated"]}
-    return extra, {k: report[k] for k in ("dataset", "date", "rows", "validated", "quarantined", "passed")}
+    extra = ValidatedInterval(dataset=dataset, date=date, hour=None, rows=report["validated"], status=report["status"])
+    return extra.to_extra(), {k: report[k] for k in ("dataset", "date", "rows", "validated", "quarantined", "status")}
 
 
 def source_days(dataset: str, conf: dict[str, Any]) -> list[str]:
@@ -85,6 +97,45 @@ def source_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "validated_rows": sum(r["validated"] for r in reports),
         "quarantined_rows": sum(r["quarantined"] for r in reports),
     }
+
+
+# dataset -> (judged per hour?, the DAG that judges it)
+RELEASABLE = {
+    readings.DATASET: (True, "quality_meter_readings"),
+    grid.DATASET: (False, "quality_sources"),
+    weather.DATASET: (False, "quality_sources"),
+}
+
+
+def record_release(dataset: str, date: str, hour: int | None, reason: str, released_by: str) -> dict[str, Any]:
+    """An operator releases a blocked interval: record who and why, for the interval's current
+    raw files. Returns the quality DAG and the conf that judges the interval again (which then
+    publishes its usable rows with status `released` and updates the validated asset)."""
+    if dataset not in RELEASABLE:
+        raise ValueError(f"cannot release dataset {dataset!r}: one of {sorted(RELEASABLE)}")
+    datetime.strptime(date, "%Y-%m-%d")
+    hourly, dag_id = RELEASABLE[dataset]
+    if hourly != (hour is not None):
+        raise ValueError(
+            f"{dataset} is judged per {'hour' if hourly else 'day'}: {'give' if hourly else 'leave out'} the hour"
+        )
+    root = lake.lake_root(load_settings())
+    interval = GateInterval(dataset, date, hour)
+    files = (
+        lake.list_files(raw_partition(root, date, int(hour))) if hour is not None else day_files(root, dataset, date)
+    )
+    release = write_release(root, interval, reason, released_by, files)
+    log.warning(
+        "%s %s released by %s: %s (%d raw files); judging it again with %s",
+        dataset,
+        interval.label,
+        released_by,
+        release.reason,
+        len(files),
+        dag_id,
+    )
+    conf: dict[str, Any] = {"intervals": [{"date": date, "hour": hour}]} if hourly else {dataset: [date]}
+    return {"dag_id": dag_id, "conf": conf, "interval": interval.label, "released_by": released_by}
 
 
 def days_for_intervals(intervals: list[dict[str, Any]]) -> list[str]:

@@ -1,7 +1,9 @@
 """What the warehouse loads from the lake: its sources, their columns, and the lake intervals.
 
-An *interval* is one lake partition: `date=YYYY-MM-DD/hour=HH` for meter readings, grid status
-and weather (all operators / sources of that hour together), `date=YYYY-MM-DD` for anomalies.
+The warehouse reads what the quality gate let through and nothing else: meter readings, grid
+status and weather from `validated/` (an interval the gate blocked has no file there), anomaly
+findings from `anomalies/`. An *interval* is one lake partition: `date=YYYY-MM-DD/hour=HH` for
+meter readings (the gate judges hours), `date=YYYY-MM-DD` for grid status, weather and anomalies.
 Loading an interval replaces it (`duckdb_loader`, `snowflake_loader`), so loading twice (or a
 month later) gives the same rows. Column names come from the contracts; each is loaded with a
 logical type that maps to DuckDB and Snowflake (`TYPES`). Timestamps are stored as UTC without
@@ -10,7 +12,6 @@ a zone (`TIMESTAMP` / `TIMESTAMP_NTZ`); dbt derives Europe/Berlin business days 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from metrify import lake
-from metrify.contracts import anomalies, grid, readings, registry, weather
+from metrify.contracts import anomalies, grid, readings, registry, verdicts, weather
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -36,6 +37,7 @@ TYPES = {
     "int": ("INTEGER", "NUMBER(10,0)"),
     "ts": ("TIMESTAMP", "TIMESTAMP_NTZ"),
     "date": ("DATE", "DATE"),
+    "bool": ("BOOLEAN", "BOOLEAN"),
 }
 DUCKDB, SNOWFLAKE = 0, 1  # index into TYPES
 
@@ -52,6 +54,8 @@ def logical_type(arrow_type: pa.DataType) -> str:
         return "ts"
     if pa.types.is_date(arrow_type):
         return "date"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
     raise TypeError(f"no warehouse type for Arrow type {arrow_type}")
 
 
@@ -70,8 +74,6 @@ class Source:
     columns: tuple[tuple[str, str], ...]
     ts_column: str
     hourly: bool = True
-    leading_parts: tuple[str, ...] = ()  # partition keys before date= (operator=, source=)
-    partition_columns: tuple[tuple[str, str], ...] = ()  # (column, partition key) filled from the path if absent
 
     def lake_dir(self, root: ObjectStoragePath) -> ObjectStoragePath:
         return root / self.layer / self.dataset
@@ -81,34 +83,39 @@ class Source:
         return self.columns + META_COLUMNS
 
 
-METER_READING_COLUMNS = (*readings.PAYLOAD_SCHEMA.names, "topic", "kafka_ts", "ingested_at")
+METER_READING_COLUMNS = (
+    *readings.PAYLOAD_SCHEMA.names,
+    "topic",
+    "kafka_ts",
+    "ingested_at",
+    "delivered_copies",
+    "corrected",
+)
 SOURCES: dict[str, Source] = {
     s.table: s
     for s in (
         Source(
             "meter_readings",
-            "raw",
+            "validated",
             readings.DATASET,
-            columns_of(readings.RAW_SCHEMA, METER_READING_COLUMNS),
+            columns_of(readings.VALIDATED_SCHEMA, METER_READING_COLUMNS),
             ts_column="reading_ts",
         ),
         Source(
             "grid_status",
-            "raw",
+            "validated",
             grid.DATASET,
             columns_of(grid.GRID_SCHEMA, grid.CONTRACT_COLUMNS),
             ts_column=grid.TIME_COLUMN,
-            leading_parts=("operator",),
-            partition_columns=(("operator_name", "operator"),),
+            hourly=False,
         ),
         Source(
             "weather",
-            "raw",
+            "validated",
             weather.DATASET,
             columns_of(weather.WEATHER_SCHEMA, weather.CONTRACT_COLUMNS),
             ts_column=weather.TIME_COLUMN,
-            leading_parts=("source",),
-            partition_columns=(("source", "source"),),
+            hourly=False,
         ),
         Source(
             "meter_anomalies",
@@ -121,6 +128,8 @@ SOURCES: dict[str, Source] = {
     )
 }
 REGISTRY_COLUMNS = columns_of(registry.REGISTRY_SCHEMA)
+VERDICTS_TABLE = "quality_verdicts"
+VERDICT_COLUMNS = columns_of(verdicts.VERDICT_SCHEMA)
 
 _PART_RE = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?/[^/]+\.parquet$")
 
@@ -184,8 +193,7 @@ def partitions(
         if not match:
             raise ValueError(
                 f"unexpected file in the lake under {base}: {path} (expected "
-                f"{'/'.join(p + '=…' for p in source.leading_parts)}/date=YYYY-MM-DD"
-                f"{'/hour=HH' if source.hourly else ''}/<name>.parquet)"
+                f"date=YYYY-MM-DD{'/hour=HH' if source.hourly else ''}/<name>.parquet)"
             )
         day = Date.fromisoformat(match.group(1))
         if wanted is not None and day not in wanted:
@@ -193,12 +201,3 @@ def partitions(
         hour = int(match.group(2)) if source.hourly and match.group(2) else None
         found.setdefault(Interval(day, hour), []).append(path)
     return {k: sorted(v) for k, v in sorted(found.items())}
-
-
-def fingerprint(root: ObjectStoragePath, files: Sequence[str]) -> str:
-    """Names, sizes and modification times of an interval's files: changes when any is rewritten."""
-    digest = hashlib.sha256()
-    for path in files:
-        info = root.fs.info(path)
-        digest.update(f"{path}|{info.get('size')}|{info.get('mtime') or info.get('LastModified')}\n".encode())
-    return digest.hexdigest()

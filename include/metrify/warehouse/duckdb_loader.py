@@ -25,12 +25,13 @@ from metrify.warehouse.catalog import (
     REGISTRY_TABLE,
     SOURCES,
     TYPES,
+    VERDICT_COLUMNS,
+    VERDICTS_TABLE,
     Interval,
     LoadResult,
     Source,
     SyncReport,
     create_table_sql,
-    fingerprint,
     partitions,
 )
 
@@ -77,7 +78,8 @@ def ensure_duckdb_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA_NAME}")
     for source in SOURCES.values():
         conn.execute(create_table_sql(source.table, source.all_columns, DUCKDB, RAW_SCHEMA_NAME))
-    conn.execute(create_table_sql(REGISTRY_TABLE, (*REGISTRY_COLUMNS, ("_loaded_at", "ts")), DUCKDB, RAW_SCHEMA_NAME))
+    for table, columns in ((REGISTRY_TABLE, REGISTRY_COLUMNS), (VERDICTS_TABLE, VERDICT_COLUMNS)):
+        conn.execute(create_table_sql(table, (*columns, ("_loaded_at", "ts")), DUCKDB, RAW_SCHEMA_NAME))
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA_NAME}._load_log (
         source VARCHAR, interval_date DATE, interval_hour INTEGER, fingerprint VARCHAR,
         files INTEGER, rows BIGINT, loaded_at TIMESTAMP)""")
@@ -86,11 +88,8 @@ def ensure_duckdb_tables(conn: duckdb.DuckDBPyConnection) -> None:
 def _select_list(source: Source, available: set[str]) -> str:
     """The SELECT list reading `source.columns` from files that have the `available` columns."""
     exprs = []
-    from_path = dict(source.partition_columns)
     for name, kind in source.columns:
-        if name not in available and name in from_path:
-            exprs.append(f"regexp_extract(filename, '{from_path[name]}=([^/]+)', 1) AS \"{name}\"")
-        elif name not in available:
+        if name not in available:
             exprs.append(f'CAST(NULL AS {TYPES[kind][DUCKDB]}) AS "{name}"')
         elif kind == "ts":
             # tz-aware Parquet timestamps become naive UTC; naive ones are taken as UTC
@@ -185,7 +184,7 @@ def load_interval(
     files = partitions(source, root, days=[day]).get(interval, [])
     with duckdb_session(conn, settings) as db:
         ensure_duckdb_tables(db)
-        return load_interval_duckdb(db, source, interval, files, root, fingerprint(root, files))
+        return load_interval_duckdb(db, source, interval, files, root, lake.fingerprint(root, list(files)))
 
 
 def sync(
@@ -224,7 +223,7 @@ def sync(
                 present = {k: v for k, v in present.items() if k in only[name]}
                 known = {k: v for k, v in known.items() if Interval(*k) in only[name]}
             for interval, files in present.items():
-                current = fingerprint(root, files)
+                current = lake.fingerprint(root, list(files))
                 if known.pop((interval.day, interval.hour), None) == current:
                     report.unchanged += 1
                     continue
@@ -243,29 +242,44 @@ def sync(
     return report
 
 
-def load_registry_duckdb(
-    frame: pd.DataFrame, conn: duckdb.DuckDBPyConnection | None = None, settings: Settings | None = None
+def replace_table(
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    frame: pd.DataFrame,
+    conn: duckdb.DuckDBPyConnection | None = None,
+    settings: Settings | None = None,
 ) -> int:
-    """Replace `raw.meter_registry` in DuckDB with the registry rows, in one transaction."""
-    names = [n for n, _ in REGISTRY_COLUMNS]
-    data = frame[names].copy()
+    """Replace every row of `raw.<table>` with `frame`'s `columns`, in one transaction."""
+    data = frame[[n for n, _ in columns]].copy()
     with duckdb_session(conn, settings) as db:
         ensure_duckdb_tables(db)
-        db.register("_registry", data)
-        casts = ", ".join(f'CAST("{n}" AS {TYPES[k][DUCKDB]})' for n, k in REGISTRY_COLUMNS)
+        db.register("_replacement", data)
+        casts = ", ".join(f'CAST("{n}" AS {TYPES[k][DUCKDB]})' for n, k in columns)
         db.execute("BEGIN TRANSACTION")
         try:
-            db.execute(f"DELETE FROM {RAW_SCHEMA_NAME}.{REGISTRY_TABLE}")
-            db.execute(
-                f"INSERT INTO {RAW_SCHEMA_NAME}.{REGISTRY_TABLE} SELECT {casts}, now()::TIMESTAMP FROM _registry"
-            )
+            db.execute(f"DELETE FROM {RAW_SCHEMA_NAME}.{table}")
+            db.execute(f"INSERT INTO {RAW_SCHEMA_NAME}.{table} SELECT {casts}, now()::TIMESTAMP FROM _replacement")
             db.execute("COMMIT")
         except Exception:
             db.execute("ROLLBACK")
             raise
         finally:
-            db.unregister("_registry")
+            db.unregister("_replacement")
     return len(data)
+
+
+def load_registry_duckdb(
+    frame: pd.DataFrame, conn: duckdb.DuckDBPyConnection | None = None, settings: Settings | None = None
+) -> int:
+    """Replace `raw.meter_registry` with the operational registry's rows."""
+    return replace_table(REGISTRY_TABLE, REGISTRY_COLUMNS, frame, conn, settings)
+
+
+def load_verdicts_duckdb(
+    frame: pd.DataFrame, conn: duckdb.DuckDBPyConnection | None = None, settings: Settings | None = None
+) -> int:
+    """Replace `raw.quality_verdicts` with the gate's verdicts (one row per judged interval)."""
+    return replace_table(VERDICTS_TABLE, VERDICT_COLUMNS, frame, conn, settings)
 
 
 def summary(settings: Settings | None = None) -> dict[str, int]:

@@ -17,45 +17,30 @@ if TYPE_CHECKING:
 
 
 def lake_hourly_totals(root: ObjectStoragePath | None = None, days: Iterable[Date] | None = None) -> pd.DataFrame:
-    """Distinct readings and their kWh per UTC hour (interval start), straight from the lake's
-    raw Parquet: copies of a reading collapse with the same rule as staging (latest ingestion)."""
+    """Validated readings and their kWh per UTC hour (interval start), counted straight from the
+    lake's validated/ Parquet files as they are (one reading of record per reading: a second
+    copy there would be counted and show up as a mismatch)."""
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     root = root if root is not None else lake.lake_root()
-    source = SOURCES["meter_readings"]
-    columns = [
-        "meter_id",
-        "reading_ts",
-        "consumption_kwh",
-        "export_kwh",
-        "voltage",
-        "frequency",
-        "kafka_ts",
-        "ingested_at",
-    ]
     tables = []
-    for files in partitions(source, root, days=days).values():
+    for files in partitions(SOURCES["meter_readings"], root, days=days).values():
         for path in files:
             with root.fs.open(path, "rb") as handle:
-                import pyarrow.parquet as pq
-
-                tables.append(pq.read_table(handle, columns=columns))
+                tables.append(pq.read_table(handle, columns=["meter_id", "reading_ts", "consumption_kwh"]))
     if not tables:
         return pd.DataFrame(columns=["readings", "consumption_kwh"])
     frame = pa.concat_tables(tables, promote_options="default").to_pandas()
-    order = ["ingested_at", "kafka_ts", "consumption_kwh", "export_kwh", "voltage", "frequency"]
-    frame = frame.sort_values(order, ascending=False, na_position="last", kind="stable")
-    frame = frame.drop_duplicates(["meter_id", "reading_ts"], keep="first")
     hour = (pd.to_datetime(frame["reading_ts"], utc=True) - pd.Timedelta(minutes=15)).dt.floor("h")
-    totals = frame.groupby(hour.dt.tz_localize(None).rename("hour_start")).agg(
+    return frame.groupby(hour.dt.tz_localize(None).rename("hour_start")).agg(
         readings=("meter_id", "size"), consumption_kwh=("consumption_kwh", "sum")
     )
-    return totals
 
 
 def reconcile(settings: Settings | None = None, tolerance_kwh: float = 1e-6) -> list[dict[str, Any]]:
-    """Hours where the DuckDB fact disagrees with the lake (count or kWh); empty when they agree."""
+    """Hours where the DuckDB fact disagrees with validated/ (count or kWh); empty when they agree."""
     settings = settings or load_settings()
     lake_totals = lake_hourly_totals(lake.lake_root(settings))
     with duckdb_session(None, settings) as db:

@@ -20,6 +20,8 @@ from metrify.warehouse.catalog import (
     SNOWFLAKE,
     SOURCES,
     TYPES,
+    VERDICT_COLUMNS,
+    VERDICTS_TABLE,
     Interval,
     LoadResult,
     Source,
@@ -46,7 +48,8 @@ def snowflake_setup_sql(
     ]
     for source in SOURCES.values():
         statements.append(create_table_sql(source.table, source.all_columns, SNOWFLAKE, schema))
-    statements.append(create_table_sql(REGISTRY_TABLE, (*REGISTRY_COLUMNS, ("_loaded_at", "ts")), SNOWFLAKE, schema))
+    for table, columns in ((REGISTRY_TABLE, REGISTRY_COLUMNS), (VERDICTS_TABLE, VERDICT_COLUMNS)):
+        statements.append(create_table_sql(table, (*columns, ("_loaded_at", "ts")), SNOWFLAKE, schema))
     return statements
 
 
@@ -127,16 +130,16 @@ def sync_snowflake(
     return report
 
 
-def load_registry_snowflake(cursor: Any, frame: pd.DataFrame, database: str | None = None) -> int:
-    """Replace `raw.meter_registry` in Snowflake with `frame` (rows of the operational registry)."""
+def replace_table_snowflake(
+    cursor: Any, table_name: str, columns: Sequence[tuple[str, str]], frame: pd.DataFrame, database: str | None = None
+) -> int:
+    """Replace every row of `raw.<table_name>` with `frame`'s `columns`, in one transaction
+    (bind parameters only)."""
     prefix = f"{database}." if database else ""
-    table = f"{prefix}{RAW_SCHEMA_NAME}.{REGISTRY_TABLE}"
-    names = [n for n, _ in REGISTRY_COLUMNS]
+    table = f"{prefix}{RAW_SCHEMA_NAME}.{table_name}"
+    names = [n for n, _ in columns]
     records = [
-        tuple(
-            None if _isnull(v) else (str(v) if k in ("text", "date") else float(v))
-            for v, (_, k) in zip(row, REGISTRY_COLUMNS, strict=True)
-        )
+        tuple(_bindable(v, kind) for v, (_, kind) in zip(row, columns, strict=True))
         for row in frame[names].itertuples(index=False)
     ]
     cursor.execute("BEGIN")
@@ -149,6 +152,29 @@ def load_registry_snowflake(cursor: Any, frame: pd.DataFrame, database: str | No
     cursor.execute(f"UPDATE {table} SET _LOADED_AT = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ")
     cursor.execute("COMMIT")
     return len(records)
+
+
+def load_registry_snowflake(cursor: Any, frame: pd.DataFrame, database: str | None = None) -> int:
+    """Replace `raw.meter_registry` with the operational registry's rows."""
+    return replace_table_snowflake(cursor, REGISTRY_TABLE, REGISTRY_COLUMNS, frame, database)
+
+
+def load_verdicts_snowflake(cursor: Any, frame: pd.DataFrame, database: str | None = None) -> int:
+    """Replace `raw.quality_verdicts` with the gate's verdicts (one row per judged interval)."""
+    return replace_table_snowflake(cursor, VERDICTS_TABLE, VERDICT_COLUMNS, frame, database)
+
+
+def _bindable(value: Any, kind: str) -> Any:
+    """A value as the Snowflake connector binds it for a column of logical type `kind`."""
+    if _isnull(value):
+        return None
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "ts":
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return str(value)
 
 
 def _isnull(value: Any) -> bool:

@@ -12,44 +12,46 @@ from datetime import date as Date
 from typing import Any
 
 from metrify import lake
-from metrify.assets import VALIDATED_METER_READINGS
+from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS, VALIDATED_WEATHER
 from metrify.config import Settings, load_settings
+from metrify.contracts.events import ValidatedInterval
+from metrify.quality.verdicts import read_verdicts
 from metrify.warehouse.business_calendar import daily_run_days
-from metrify.warehouse.catalog import REGISTRY_TABLE, SOURCES, Interval
-from metrify.warehouse.duckdb_loader import load_registry_duckdb, summary, sync
+from metrify.warehouse.catalog import REGISTRY_TABLE, SOURCES
+from metrify.warehouse.duckdb_loader import (
+    duckdb_session,
+    load_registry_duckdb,
+    load_verdicts_duckdb,
+    scalar,
+    summary,
+    sync,
+)
 from metrify.warehouse.registry import read_registry
-from metrify.warehouse.snowflake_loader import load_registry_snowflake, sync_snowflake
+from metrify.warehouse.snowflake_loader import load_registry_snowflake, load_verdicts_snowflake, sync_snowflake
 
 log = logging.getLogger(__name__)
 
 
-def validated_intervals(triggering_asset_events: Any) -> list[Interval] | None:
-    """Meter-reading intervals the quality gate passed, from the `extra["intervals"]` of the
-    validated meter-readings events that triggered the run (None: no event says, so every
-    changed interval is loaded)."""
-    if not triggering_asset_events:
-        return None
-    found: list[Interval] = []
-    said = False
-    for asset, events in dict(triggering_asset_events).items():
-        if getattr(asset, "uri", getattr(asset, "name", str(asset))) != VALIDATED_METER_READINGS.uri:
+def validated_intervals(triggering_asset_events: Any) -> list[ValidatedInterval]:
+    """The intervals the quality gate passed or an operator released, from the validated-asset
+    events that triggered the run (`metrify.contracts.events`; a malformed event fails here)."""
+    validated = {a.uri for a in (VALIDATED_METER_READINGS, VALIDATED_GRID_STATUS, VALIDATED_WEATHER)}
+    found: list[ValidatedInterval] = []
+    for asset, events in dict(triggering_asset_events or {}).items():
+        if getattr(asset, "uri", getattr(asset, "name", str(asset))) not in validated:
             continue
-        for event in events:
-            extra = getattr(event, "extra", None) or {}
-            if "intervals" in extra:
-                said = True
-                found.extend(Interval.parse(text) for text in extra["intervals"])
-    return sorted(set(found)) if said else None
+        found += [ValidatedInterval.from_extra(dict(getattr(event, "extra", None) or {})) for event in events]
+    return found
 
 
-def load_lake_for_transform(
-    days: Iterable[Date] | None = None, settings: Settings | None = None, validated: Iterable[Interval] | None = None
-) -> dict[str, Any]:
-    """Load what changed in the lake into the warehouse's raw schema; returns a summary.
+def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Load what changed in the lake into the warehouse's raw schema, and the gate's verdicts;
+    returns a summary.
 
-    DuckDB: every interval whose files changed (all days, or `days`); meter readings only for
-    the `validated` intervals when given. Snowflake: the intervals of `days` (required there:
-    COPY INTO from the lake stage, each interval replaced).
+    DuckDB: every interval whose files changed (all days, or `days`): new and rewritten
+    validated intervals are loaded, an interval whose validated file is gone (blocked since) is
+    emptied. Snowflake: the intervals of `days` (required there: COPY INTO from the lake stage,
+    each interval replaced).
     """
     settings = settings or load_settings()
     if settings.warehouse_target == "snowflake":
@@ -58,17 +60,17 @@ def load_lake_for_transform(
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
         with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
-            report = sync_snowflake(conn.cursor(), lake.lake_root(settings), days=list(days))
+            cursor = conn.cursor()
+            report = sync_snowflake(cursor, lake.lake_root(settings), days=list(days))
+            verdicts = load_verdicts_snowflake(cursor, read_verdicts(lake.lake_root(settings)).to_pandas())
     else:
-        report = sync(
-            settings=settings,
-            days=list(days) if days is not None else None,
-            intervals=None if validated is None else {"meter_readings": list(validated)},
-        )
+        report = sync(settings=settings, days=list(days) if days is not None else None)
+        verdicts = load_verdicts_duckdb(read_verdicts(lake.lake_root(settings)).to_pandas(), settings=settings)
     result = {
         "intervals_loaded": len(report.loaded),
         "intervals_unchanged": report.unchanged,
         "rows_loaded": report.rows,
+        "quality_verdicts": verdicts,
         "by_table": {t: sum(r.rows for r in report.loaded if r.table == t) for t in SOURCES},
     }
     log.info("warehouse load: %s", result)
@@ -76,9 +78,55 @@ def load_lake_for_transform(
 
 
 def load_changed_lake(triggering_asset_events: Any) -> dict[str, Any]:
-    """`transform`: load every lake interval that changed (meter readings: only the intervals the
-    quality gate validated, when its asset events list them)."""
-    return load_lake_for_transform(validated=validated_intervals(triggering_asset_events))
+    """`transform`: load the validated intervals that changed since the last load.
+
+    The triggering events name the intervals the gate passed or an operator released; each of
+    them must be in the warehouse afterwards (else the load fails, naming it). DuckDB syncs every
+    changed interval of `validated/` (so an interval blocked since it was loaded is emptied);
+    Snowflake loads the days the events name.
+    """
+    settings = load_settings()
+    announced = validated_intervals(triggering_asset_events)
+    log.info(
+        "validated intervals announced by the gate: %s",
+        ", ".join(f"{i.dataset}/{i.partition} ({i.status})" for i in announced) or "none",
+    )
+    days = sorted({Date.fromisoformat(i.date) for i in announced})
+    result = load_lake_for_transform(days=days if settings.warehouse_target == "snowflake" else None, settings=settings)
+    if settings.warehouse_target == "duckdb":
+        missing = missing_intervals(announced, settings)
+        if missing:
+            raise RuntimeError(
+                "warehouse load failed: the gate announced validated intervals the warehouse does not hold: "
+                f"{', '.join(missing)}. Check that validated/ is readable from here; "
+                "see RUNBOOK.md#warehouse-load-failed"
+            )
+    return {**result, "announced": [f"{i.dataset}/{i.partition}" for i in announced]}
+
+
+def missing_intervals(announced: list[ValidatedInterval], settings: Settings) -> list[str]:
+    """Announced intervals whose validated files exist but the DuckDB load log does not hold
+    (an interval blocked again since its event has no validated file and is not missing)."""
+    missing = []
+    root = lake.lake_root(settings)
+    with duckdb_session(None, settings) as db:
+        for interval in announced:
+            if not lake.list_files(root / "validated" / interval.dataset / interval.partition):
+                log.warning(
+                    "%s/%s was announced but has no validated file any more (blocked since?)",
+                    interval.dataset,
+                    interval.partition,
+                )
+                continue
+            found = scalar(
+                db,
+                "SELECT count(*) FROM raw._load_log WHERE source = ? AND interval_date = ? "
+                "AND interval_hour IS NOT DISTINCT FROM ? AND files > 0",
+                [interval.dataset, Date.fromisoformat(interval.date), interval.hour],
+            )
+            if not found:
+                missing.append(f"{interval.dataset}/{interval.partition}")
+    return missing
 
 
 def reload_business_day(data_interval_start: Any, data_interval_end: Any) -> dict[str, Any]:

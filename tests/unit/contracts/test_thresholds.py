@@ -7,7 +7,7 @@ import yaml
 from metrify.config import load_settings
 from metrify.contracts import grid, readings, registry, thresholds, weather
 from metrify.warehouse.business_calendar import BUSINESS_TIMEZONE
-from metrify.warehouse.catalog import REGISTRY_COLUMNS, SOURCES
+from metrify.warehouse.catalog import REGISTRY_COLUMNS, SOURCES, VERDICT_COLUMNS
 
 
 def dbt_vars() -> dict:
@@ -43,6 +43,7 @@ def test_dbt_sources_name_only_columns_the_warehouse_loads() -> None:
     sources = yaml.safe_load((load_settings().dbt_dir / "models" / "staging" / "_sources.yml").read_text())
     loaded = {name: {c for c, _ in source.all_columns} for name, source in SOURCES.items()}
     loaded["meter_registry"] = {c for c, _ in REGISTRY_COLUMNS} | {"_loaded_at"}
+    loaded["quality_verdicts"] = {c for c, _ in VERDICT_COLUMNS} | {"_loaded_at"}
     checked = 0
     for source in sources["sources"]:
         for table in source.get("tables", []):

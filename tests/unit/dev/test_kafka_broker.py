@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from metrify_dev import kafka_broker
 from metrify_dev.kafka_broker import KafkaBroker, KafkaBrokerError
-from tests.conftest import require
+from tests.skip_rule import require
 
 # librdkafka's own errors while it retries: not the reason a client was refused.
 _RETRY_NOISE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}

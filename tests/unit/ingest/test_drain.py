@@ -58,7 +58,7 @@ def test_drain_reconciles_partitions_by_event_hour_and_is_idempotent(broker, top
     root = lake.lake_root()
     reports = _drain_all(config, topic, root)
     assert len(reports) == kafka_mock.MOCK_PARTITIONS
-    assert sum(r.messages for r in reports) == sim.counts["messages"]
+    assert sum(r.consumed for r in reports) == sim.counts["messages"]
     raw_rows, quarantined, keys = _lake_state(root)
     assert raw_rows + quarantined == sim.counts["messages"]
     assert quarantined == sim.counts["poison_messages"]
@@ -74,7 +74,7 @@ def test_drain_reconciles_partitions_by_event_hour_and_is_idempotent(broker, top
         assert name.startswith(f"{topic}+") and name.endswith(".parquet")
 
     again = _drain_all(config, topic, root)
-    assert sum(r.messages for r in again) == 0
+    assert sum(r.consumed for r in again) == 0
     assert _lake_state(root) == (raw_rows, quarantined, keys)
 
 
@@ -84,7 +84,7 @@ def test_drain_stops_at_the_high_watermark_seen_at_start(broker, topic, config, 
     first = _drain_all(config, topic, root)
     more = _produce(broker, topic, meters=10, seed=4, start=datetime(2026, 11, 21, tzinfo=UTC))
     second = _drain_all(config, topic, root)
-    assert sum(r.messages for r in second) == more.counts["messages"]
+    assert sum(r.consumed for r in second) == more.counts["messages"]
     assert all(s.start_offset == f.end_offset for f, s in zip(first, second, strict=True))
 
 

@@ -20,6 +20,8 @@ from metrify import lake
 from metrify.contracts import readings
 from metrify.quality import checkpoint, gate, rules
 from metrify.quality import summary as quality_summary
+from metrify.quality import tasks as quality_tasks
+from metrify.quality.verdicts import read_verdicts
 from metrify_dev.bench.quality import raw_frame
 from metrify_dev.simulator import SimulationOptions, simulate
 
@@ -75,11 +77,6 @@ BAD_CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, object]]
     ),
     "voltage broken": (_set_share("voltage", 400.0, 0.01), "expect_column_values_to_be_between", "voltage"),
     "frequency broken": (_set_share("frequency", 45.0, 0.01), "expect_column_values_to_be_between", "frequency"),
-    "mass conflicts": (
-        lambda f: pd.concat([f, f.iloc[: len(f) // 50].assign(voltage=240.0)], ignore_index=True),
-        "expect_compound_columns_to_be_unique",
-        ["meter_id", "reading_ts"],
-    ),
     "half missing": (
         lambda f: f[
             (f["reading_ts"] != START + pd.Timedelta(minutes=15))
@@ -116,9 +113,9 @@ def test_warnings_are_recorded_but_do_not_block(hour_frame: pd.DataFrame) -> Non
     assert ("expect_column_values_to_be_between", "delivery_lag_minutes") in warned
 
 
-def _write_raw(root, frame: pd.DataFrame) -> None:
+def _write_raw(root, frame: pd.DataFrame, name: str = "meter-readings+0+0-1") -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False).cast(readings.RAW_SCHEMA)
-    lake.write_parquet(table, gate.raw_partition(root, DATE, HOUR) / "meter-readings+0+0-1.parquet")
+    lake.write_parquet(table, gate.raw_partition(root, DATE, HOUR) / f"{name}.parquet")
 
 
 def test_gate_passes_writes_validated_and_quarantines_every_failing_row(
@@ -133,11 +130,17 @@ def test_gate_passes_writes_validated_and_quarantines_every_failing_row(
     assert len(validated) + len(quarantined) == len(hour_frame), "a row was lost"
     assert quarantined["reason"].notna().all()
     assert (quarantined["consumption_kwh"] < 0).sum() == (hour_frame["consumption_kwh"] < 0).sum() > 0
-    assert quarantined["reason"].str.contains("conflicting duplicate").any()
+    assert quarantined["reason"].str.contains("superseded by a later correction").any()
+    corrected = validated[
+        validated["meter_id"].eq(hour_frame.loc[20, "meter_id"])
+        & validated["reading_ts"].eq(hour_frame.loc[20, "reading_ts"])
+    ]
+    assert list(corrected["consumption_kwh"]) == [hour_frame.loc[20, "consumption_kwh"] * 2]  # the later copy
+    assert list(corrected["delivered_copies"]) == [2] and list(corrected["corrected"]) == [True]
     assert (validated["consumption_kwh"] >= 0).all()
     assert not validated.duplicated(["meter_id", "reading_ts"]).any()
     marker = lake.read_json(gate.marker_path(root, DATE, HOUR))
-    assert marker["passed"] and marker["validated"] == len(validated)
+    assert marker["passed"] and marker["status"] == "passed" and marker["validated"] == len(validated)
     assert marker["score"]["quality_tier"] in {"gold", "silver"}
     assert report.docs_index and Path(report.docs_index.removeprefix("file://")).exists()
     assert gate.pending_intervals() == []
@@ -173,3 +176,42 @@ def test_failed_gate_blocks_and_explains(metrify_home: Path, hour_frame: pd.Data
     assert summary["intervals_blocked"] == [f"{DATE} hour {HOUR:02d}"] and summary["validated_rows"] == 0
     assert summary["gate_quarantine_reasons"]["negative consumption"] == (bad["consumption_kwh"] < 0).sum()
     assert summary["data_docs"].endswith("index.html")
+
+
+def test_an_operator_release_publishes_a_blocked_interval_until_its_raw_files_change(
+    metrify_home: Path, hour_frame: pd.DataFrame
+) -> None:
+    root = lake.lake_root()
+    bad = _set_share("voltage", 400.0, 0.02)(hour_frame)  # a sensor change that looks like a fault
+    _write_raw(root, bad)
+    with pytest.raises(checkpoint.QualityGateError):
+        gate.run_gate(DATE, HOUR, build_docs=False)
+    assert lake.read_json(gate.marker_path(root, DATE, HOUR))["status"] == "blocked"
+    with pytest.raises(ValueError, match="reason of at least 10 characters"):
+        quality_tasks.record_release("meter_readings", DATE, HOUR, "ok", "oncall")
+    with pytest.raises(ValueError, match="judged per hour: give the hour"):
+        quality_tasks.record_release("meter_readings", DATE, None, "checked with the DSO: new sensors", "oncall")
+    plan = quality_tasks.record_release(
+        "meter_readings", DATE, HOUR, "checked with the DSO: the 400 V meters are new sensors", "oncall-anna"
+    )
+    assert plan == {
+        "dag_id": "quality_meter_readings",
+        "conf": {"intervals": [{"date": DATE, "hour": HOUR}]},
+        "interval": f"{DATE} hour {HOUR:02d}",
+        "released_by": "oncall-anna",
+    }
+    report = gate.run_gate(DATE, HOUR, build_docs=False)  # what the triggered quality run does
+    assert report.status == "released" and not report.passed
+    assert report.release["released_by"] == "oncall-anna"
+    validated = lake.read_table(root / "validated" / "meter_readings").to_pandas()
+    # the row-level rules still quarantine the impossible voltages; the rest is published
+    assert len(validated) == report.validated > 0 and (validated["voltage"] < 300).all()
+    verdicts = read_verdicts(root).to_pylist()
+    assert [(v["status"], v["released_by"]) for v in verdicts] == [("released", "oncall-anna")]
+    assert "expect_column_values_to_be_between(voltage)" in verdicts[0]["failed_expectations"]
+    # new raw data for the hour: the release no longer applies, the interval is judged afresh
+    _write_raw(root, bad.assign(offset=bad["offset"] + 10_000), name="meter-readings+0+2-3")
+    with pytest.raises(checkpoint.QualityGateError):
+        gate.run_gate(DATE, HOUR, build_docs=False)
+    assert lake.read_json(gate.marker_path(root, DATE, HOUR))["status"] == "blocked"
+    assert lake.count_rows(root / "validated" / "meter_readings") == 0

@@ -66,9 +66,41 @@ def test_each_bad_row_gets_its_reason_and_the_rest_stays_usable() -> None:
     assert "voltage=120 V outside the physical bounds" in reasons[1]
     assert "frequency=46 Hz" in reasons[2]
     assert "outside the gate interval" in reasons[3]
-    assert "conflicting duplicate: 2 readings" in reasons[5] and "conflicting duplicate" in reasons[12]
-    assert "exact duplicate" in reasons[13] and pd.isna(reasons[6])  # the first copy stays usable
-    assert int(reasons.notna().sum()) == 7
+    # the later copy in Kafka order is the reading of record: a correction replaces the original
+    assert "superseded by a later correction: 2 copies" in reasons[5] and "offset 100" in reasons[5]
+    assert pd.isna(reasons[12]) and checked.loc[12, "conflict"] and checked.loc[5, "conflict"]
+    assert "exact duplicate of the reading of record at partition 0 offset 101" in reasons[6]
+    assert pd.isna(reasons[13])
+    assert int(reasons.notna().sum()) == 6
+
+
+def _copy(frame: pd.DataFrame, row: int, **changes: object) -> pd.DataFrame:
+    return frame.iloc[[row]].assign(**changes)
+
+
+def test_a_correction_wins_over_a_later_replay_of_the_original() -> None:
+    """Kafka order decides, not ingestion time: the original (offset 10) is replayed by the
+    producer (offset 15), the correction follows (offset 20); the replay is ingested last."""
+    base = batch(meters=1, slots=4)
+    original = _copy(base, 1, offset=10, ingested_at=START + pd.Timedelta(hours=1))
+    replay = _copy(base, 1, offset=15, ingested_at=START + pd.Timedelta(hours=9))
+    correction = _copy(base, 1, offset=20, consumption_kwh=0.777, ingested_at=START + pd.Timedelta(hours=2))
+    frame = pd.concat([base.drop(index=1), original, replay, correction], ignore_index=True)
+    checked = rules.evaluate_rows(frame, START, END)
+    usable = checked[checked["reason"].isna()]
+    kept = usable[usable["reading_ts"] == base.loc[1, "reading_ts"]]
+    assert list(kept["consumption_kwh"]) == [0.777] and list(kept["offset"]) == [20]
+    superseded = checked[checked["offset"].isin([10, 15])]
+    assert superseded["reason"].str.startswith("superseded by a later correction").all()
+    assert (superseded["reason"].str.contains("offset 20")).all()
+
+
+def test_across_partitions_the_producer_timestamp_orders_the_copies() -> None:
+    base = batch(meters=1, slots=1)
+    earlier = base.assign(partition=3, offset=900, kafka_ts=START + pd.Timedelta(minutes=20))
+    later = base.assign(partition=1, offset=5, consumption_kwh=0.5, kafka_ts=START + pd.Timedelta(minutes=40))
+    checked = rules.evaluate_rows(pd.concat([earlier, later], ignore_index=True), START, END)
+    assert list(checked["reason"].isna()) == [False, True]  # partition 1, offset 5 was produced later
 
 
 def test_warnings_are_flags_not_quarantine() -> None:
@@ -113,7 +145,7 @@ def test_interval_selection(metrify_home) -> None:
     _write_raw(root, batch(start=START + pd.Timedelta(hours=1)), "2026-11-16", 6)
     assert gate.pending_intervals() == [{"date": "2026-11-16", "hour": 5}, {"date": "2026-11-16", "hour": 6}]
     files = lake.list_files(gate.raw_partition(root, "2026-11-16", 5))
-    lake.write_json({"raw_files": files}, gate.marker_path(root, "2026-11-16", 5))
+    lake.write_json({"raw_fingerprint": lake.fingerprint(root, files)}, gate.marker_path(root, "2026-11-16", 5))
     assert gate.pending_intervals() == [{"date": "2026-11-16", "hour": 6}]
     _write_raw(root, batch(), "2026-11-16", 5, name="t+0+002-003")  # new data for hour 5
     assert quality_tasks.intervals_from_request([], {}) == [

@@ -8,8 +8,9 @@ from datetime import UTC, date
 import pytest
 
 from metrify import lake
-from metrify.assets import VALIDATED_METER_READINGS
+from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS
 from metrify.config import PROJECT_ROOT, load_settings
+from metrify.contracts.events import ValidatedInterval
 from metrify.contracts.geography import CITIES
 from metrify.warehouse import business_calendar, catalog, cosmos_config, duckdb_loader, snowflake_loader
 from metrify.warehouse import tasks as warehouse_tasks
@@ -54,7 +55,7 @@ def test_daily_interval_has_no_hour():
 def test_unexpected_lake_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("METRIFY_LAKE_URL", tmp_path.as_uri())
     root = lake.lake_root()
-    bad = tmp_path / "raw" / "meter_readings" / "2026-11-22" / "x.parquet"
+    bad = tmp_path / "validated" / "meter_readings" / "2026-11-22" / "x.parquet"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"")
     with pytest.raises(ValueError, match=r"unexpected file in the lake .*2026-11-22/x\.parquet"):
@@ -101,23 +102,30 @@ class _Event:
 
 
 def test_validated_intervals_come_from_the_gate_events():
-    gate, grid = _Asset(VALIDATED_METER_READINGS.uri), _Asset("metrify://lake/raw/grid_status")
-    events = {
-        gate: [
-            _Event({"intervals": ["date=2026-11-22/hour=06", "date=2026-11-22/hour=05"]}),
-            _Event({"intervals": ["date=2026-11-22/hour=05"]}),
-        ],
-        grid: [_Event({"intervals": ["date=2026-11-22/hour=07"]})],
-    }
-    assert warehouse_tasks.validated_intervals(events) == [
-        catalog.Interval(date(2026, 11, 22), 5),
-        catalog.Interval(date(2026, 11, 22), 6),
+    meters, grid, raw = (
+        _Asset(VALIDATED_METER_READINGS.uri),
+        _Asset(VALIDATED_GRID_STATUS.uri),
+        _Asset("metrify://lake/raw/grid_status"),
+    )
+    hour = ValidatedInterval("meter_readings", "2026-11-22", 6, rows=80, quality_score=99.5)
+    day = ValidatedInterval("grid_status", "2026-11-22", None, rows=384)
+    events = {meters: [_Event(hour.to_extra())], grid: [_Event(day.to_extra())], raw: [_Event({"x": 1})]}
+    assert warehouse_tasks.validated_intervals(events) == [hour, day]
+    assert [i.partition for i in warehouse_tasks.validated_intervals(events)] == [
+        "date=2026-11-22/hour=06",
+        "date=2026-11-22",
     ]
-    assert warehouse_tasks.validated_intervals({gate: [_Event({})]}) is None  # the gate did not say: load all
-    assert warehouse_tasks.validated_intervals(None) is None
+    assert warehouse_tasks.validated_intervals(None) == []
+    # a producer that does not keep the contract fails the consumer loudly
+    with pytest.raises(ValueError, match=r"lacks \['dataset', 'hour', 'rows'\]: not a ValidatedInterval"):
+        warehouse_tasks.validated_intervals({meters: [_Event({"date": "2026-11-22"})]})
+    with pytest.raises(ValueError, match="hour 24 is not 0..23"):
+        warehouse_tasks.validated_intervals({meters: [_Event({**hour.to_extra(), "hour": 24})]})
 
 
-def test_sync_loads_only_validated_intervals_and_fills_partition_columns(tmp_path, monkeypatch):
+def test_sync_reads_validated_only_and_removes_an_interval_blocked_since(tmp_path, monkeypatch):
+    """raw/ is never loaded; an interval whose validated file disappears (the gate blocked it on
+    a re-judge) is emptied in the warehouse."""
     import pyarrow as pa
 
     monkeypatch.setenv("METRIFY_HOME", str(tmp_path))
@@ -126,35 +134,37 @@ def test_sync_loads_only_validated_intervals_and_fills_partition_columns(tmp_pat
     root = lake.lake_root()
     from datetime import datetime
 
-    for hour in (5, 6):
+    for layer, hour in (("raw", 5), ("validated", 6), ("raw", 6)):
         ts = datetime(2026, 11, 22, hour, 15, tzinfo=UTC)
         table = pa.table(
             {"meter_id": ["M1"], "reading_ts": pa.array([ts], pa.timestamp("us", tz="UTC")), "consumption_kwh": [0.1]}
         )
         lake.write_parquet(
             table,
-            lake.partition_path(root, "raw", "meter_readings", date="2026-11-22", hour=f"{hour:02d}") / "a.parquet",
+            lake.partition_path(root, layer, "meter_readings", date="2026-11-22", hour=f"{hour:02d}") / "a.parquet",
         )
     weather = pa.table(
         {
             "city": ["Berlin"],
+            "source": ["dwd"],
             "observed_at": pa.array([datetime(2026, 11, 22, 5, tzinfo=UTC)], pa.timestamp("us", tz="UTC")),
             "temperature_celsius": [4.5],
         }
     )
-    lake.write_parquet(
-        weather, lake.partition_path(root, "raw", "weather", source="dwd", date="2026-11-22", hour="05") / "b.parquet"
-    )
-    report = duckdb_loader.sync(intervals={"meter_readings": [catalog.Interval(date(2026, 11, 22), 6)]})
-    assert sorted((r.table, r.interval) for r in report.loaded) == [
-        ("meter_readings", "date=2026-11-22/hour=06"),
-        ("weather", "date=2026-11-22/hour=05"),
+    lake.write_parquet(weather, lake.partition_path(root, "validated", "weather", date="2026-11-22") / "b.parquet")
+    report = duckdb_loader.sync()
+    assert sorted((r.table, r.interval, r.rows) for r in report.loaded) == [
+        ("meter_readings", "date=2026-11-22/hour=06", 1),
+        ("weather", "date=2026-11-22", 1),
     ]
     with duckdb_loader.connect_duckdb() as conn:
-        assert conn.execute("select source, city, humidity_percent from raw.weather").fetchall() == [
-            ("dwd", "Berlin", None)
-        ]
-        assert conn.execute("select count(*) from raw.meter_readings").fetchone()[0] == 1
+        assert conn.execute("select source, city from raw.weather").fetchall() == [("dwd", "Berlin")]
+    # the gate blocks hour 06 on a re-judge: its validated file goes, the warehouse follows
+    (lake.partition_path(root, "validated", "meter_readings", date="2026-11-22", hour="06") / "a.parquet").unlink()
+    again = duckdb_loader.sync()
+    assert [(r.interval, r.rows) for r in again.loaded] == [("date=2026-11-22/hour=06", 0)]
+    with duckdb_loader.connect_duckdb() as conn:
+        assert conn.execute("select count(*) from raw.meter_readings").fetchone() == (0,)
 
 
 def test_a_daily_run_rebuilds_the_business_day_before_its_date():
