@@ -5,15 +5,22 @@ One mapped task per transmission system operator (TenneT, 50Hertz, Amprion, Tran
 its control area's actual load (A65), generation per type (A75) and installed capacity (A68)
 from the ENTSO-E Transparency Platform (connection `entsoe_api`) and the grid frequency from
 gridradar (connection `gridradar_api`, fetched once per run by `frequency`), and lands
-`raw/grid_status/operator=<op>/date=…/hour=…/<reading_ts>.parquet` (one file per quarter-hour,
-overwritten on re-runs and backfills). Each run polls its own data interval; the params
-`window_start`/`window_end` (ISO 8601) override it.
+`raw/grid_status/operator=<op>/date=…/hour=…/<reading_ts>.parquet` (one file per quarter-hour).
 
-**On failure:** the task log names the operator, the interval and the connection. HTTP 401/403:
-fix the key in the named connection. "no data": ENTSO-E publishes up to an hour late; the task
-retries. Malformed payloads are quarantined under `quarantine/grid_status/` with the reason.
-One operator failing does not stop the others. Field origins and the stability-score formula:
-`docs/grid-and-weather.md`.
+**Trailing window.** ENTSO-E publishes a quarter-hour up to 1 h after it ends. Each scheduled
+run therefore polls the last `METRIFY_GRID_REPOLL_HOURS` (default 3 h) up to the end of its
+interval, in one request per document, and overwrites the same per-quarter-hour files: a
+quarter-hour published late lands on a later run. The params `window_start`/`window_end`
+(ISO 8601) replace the window in a manual run.
+
+**On failure:** the task log names the operator, the quarter-hours and the connection.
+"not yet published … skipped" is not a failure: those quarter-hours are still inside ENTSO-E's
+1 h delay and a later run lands them. "has not published N quarter-hours older than its 1 h
+publication delay" is a missing quarter-hour: the others landed, Airflow retries, later runs
+re-poll it; if it stays missing, follow RUNBOOK.md "Source data missing". HTTP 401/403: fix the
+key in the named connection. Malformed payloads are quarantined under `quarantine/grid_status/`
+with the reason. One operator failing does not stop the others. Field origins and the
+stability-score formula: `docs/grid-and-weather.md`.
 """
 
 from __future__ import annotations

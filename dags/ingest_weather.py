@@ -2,16 +2,25 @@
 ### Weather for German cities, hourly: DWD (Bright Sky) and OpenWeatherMap
 
 One mapped task per source polls every configured city (`METRIFY_WEATHER_CITIES`, default all
-cities of `metrify.contracts.geography`: the ten largest and every city simulated meters live in) for the
-run's data interval and lands `raw/weather/source=<dwd|openweathermap>/date=…/hour=…/<hour>.parquet`
-(overwritten on re-runs and backfills). Connections: `brightsky_api` (no key) and
-`openweathermap_api` (key = password; extra `{"history": "timemachine"}` allows backfilling
-past hours through One Call 3.0, otherwise past hours are skipped with a message).
+cities of `metrify.contracts.geography`: the ten largest and every city simulated meters live in)
+and lands `raw/weather/source=<dwd|openweathermap>/date=…/hour=…/<hour>.parquet` (one file per
+hour). Connections: `brightsky_api` (no key) and `openweathermap_api` (key = password; extra
+`{"history": "timemachine"}` allows backfilling past hours through One Call 3.0, otherwise past
+hours are skipped with a message).
 
-**On failure:** the log names the source, the cities and the connection. A malformed payload
-for a city is quarantined under `quarantine/weather/` with its reason, the other cities land,
-and the task fails. HTTP 401/403 fails at once: fix the key in the named connection.
-The `energy_demand_factor` formula: `docs/grid-and-weather.md`.
+**Trailing window.** DWD's observations reach Bright Sky up to 2 h after the hour. Each scheduled
+`dwd` run therefore polls the last `METRIFY_WEATHER_REPOLL_HOURS` (default 6 h), one request per
+city, and overwrites the same hourly files: an hour published late lands on a later run.
+OpenWeatherMap polls only its own hour (its current-weather API knows only "now"). The params
+`window_start`/`window_end` (ISO 8601) replace the window in a manual run.
+
+**On failure:** the log names the source, the cities, the hours and the connection. "not yet
+published … skipped" is not a failure: those hours are still inside the source's delay. "no
+record for <hours>, older than the … publication delay" is a missing hour: the other cities
+landed, Airflow retries, later runs re-poll it; if it stays missing, follow RUNBOOK.md "Source
+data missing". A malformed payload for a city is quarantined under `quarantine/weather/` with
+its reason, the other cities land, and the task fails. HTTP 401/403 fails at once: fix the key
+in the named connection. The `energy_demand_factor` formula: `docs/grid-and-weather.md`.
 """
 
 from __future__ import annotations

@@ -79,6 +79,8 @@ class Settings:
     task_retries: int
     deadline_alerts: bool
     weather_cities: str
+    grid_repoll_hours: float
+    weather_repoll_hours: float
     alert_log: str
     alert_webhook_url: str
     alert_email_to: str
@@ -140,6 +142,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         task_retries=int(env.get("METRIFY_TASK_RETRIES", "3")),
         deadline_alerts=env.get("METRIFY_DEADLINE_ALERTS", "on") != "off",
         weather_cities=env.raw("METRIFY_WEATHER_CITIES", "").strip(),
+        # How far back a scheduled polling run re-polls, so late publications land (see
+        # `metrify.sources.tasks`): ENTSO-E's 1 h delay plus 2 h; DWD's 2 h delay plus 4 h.
+        grid_repoll_hours=float(env.get("METRIFY_GRID_REPOLL_HOURS", "3")),
+        weather_repoll_hours=float(env.get("METRIFY_WEATHER_REPOLL_HOURS", "6")),
         alert_log=env.raw("METRIFY_ALERT_LOG", str(home / "alerts.log")),
         alert_webhook_url=env.raw("METRIFY_ALERT_WEBHOOK_URL", ""),
         alert_email_to=env.raw("METRIFY_ALERT_EMAIL_TO", ""),

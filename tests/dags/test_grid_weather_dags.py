@@ -45,6 +45,8 @@ def test_weather_dag_maps_one_task_per_source_hourly(dags) -> None:
 def test_on_call_basics(dags, dag_id: str) -> None:
     dag = dags[dag_id]
     assert dag.tags and "On failure" in dag.doc_md
+    doc = dag.doc_md.lower()
+    assert "trailing window" in doc and "runbook.md" in doc, "say what re-polling does and where to look"
     assert set(dag.params.keys()) == {"window_start", "window_end"}
     for task in dag.tasks:
         assert task.owner == "metrify-data-eng" and task.retries >= 1 and task.execution_timeout
@@ -55,9 +57,23 @@ def test_window_resolution() -> None:
 
     a, b = datetime(2026, 11, 22, 10, tzinfo=UTC), datetime(2026, 11, 22, 11, tzinfo=UTC)
     assert window(a, b, {}) == (a, b)
-    assert window(a, b, {"window_start": "2026-11-21T00:00:00Z", "window_end": "2026-11-22T00:00:00+00:00"}) == (
+    assert window(a, b, {}, timedelta(hours=3)) == (b - timedelta(hours=3), b), "scheduled: the trailing window"
+    manual = {"window_start": "2026-11-21T00:00:00Z", "window_end": "2026-11-22T00:00:00+00:00"}
+    assert window(a, b, manual, timedelta(hours=3)) == (
         datetime(2026, 11, 21, tzinfo=UTC),
         datetime(2026, 11, 22, tzinfo=UTC),
     )
     with pytest.raises(ValueError, match="empty window"):
         window(a, a, None)
+
+
+def test_repoll_spans_follow_the_settings_and_refuse_to_undercut_the_publication_delay(monkeypatch) -> None:
+    from metrify.sources.tasks import repoll_span
+
+    assert repoll_span("entsoe") == timedelta(hours=3) and repoll_span("dwd") == timedelta(hours=6)
+    assert repoll_span("openweathermap") == timedelta(0)
+    monkeypatch.setenv("METRIFY_GRID_REPOLL_HOURS", "1.25")
+    assert repoll_span("entsoe") == timedelta(minutes=75)
+    monkeypatch.setenv("METRIFY_WEATHER_REPOLL_HOURS", "2")
+    with pytest.raises(ValueError, match=r"METRIFY_WEATHER_REPOLL_HOURS=2 is shorter than the 2 h publication"):
+        repoll_span("dwd")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from metrify import lake
@@ -92,3 +94,57 @@ def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(t
         )
     assert events >= 3, f"expected an asset event per landed operator, got {events}"
     assert states == {"TenneT": "success", "50Hertz": "success", "Amprion": "failed", "TransnetBW": "success"}
+
+
+def test_scheduled_grid_runs_fetch_late_quarter_hours_into_the_same_files(tmp_path, monkeypatch) -> None:
+    """Two scheduled runs (no window params) on the wall clock: ENTSO-E holds back its newest
+    hour during the first, which lands the rest and succeeds; the second, after publication,
+    lands the late quarter-hours and rewrites the overlapping files, without duplicates."""
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "metrify"))
+    monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
+    monkeypatch.setenv("METRIFY_TASK_RETRIES", "0")
+    settings = load_settings()
+    root = lake.lake_root(settings)
+    now = datetime.now(UTC)
+    end = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    if end + timedelta(minutes=15) - now < timedelta(seconds=60):  # do not straddle a quarter-hour
+        time.sleep((end + timedelta(minutes=15) - now).total_seconds() + 1)
+        end += timedelta(minutes=15)
+    stack = start_fakes(seed=42, client_extra={"backoff_base": 0.05, "backoff_max": 0.2, "attempts": 3, "timeout": 5})
+    airflow_env.ensure_db(settings)
+
+    def scheduled_run(logical_date: datetime) -> str:
+        run = airflow_env.airflow(
+            "dags",
+            "test",
+            "ingest_grid_status",
+            logical_date.isoformat(),
+            settings=settings,
+            check=False,
+            capture=True,
+            extra_connections=stack.connections,
+        )
+        return run.stdout + run.stderr
+
+    def landed() -> dict[str, object]:
+        files = lake.list_files(root / "raw" / grid.DATASET)
+        return {f: pq.read_table(f, columns=["ingested_at"]).column(0)[0].as_py() for f in files}
+
+    try:
+        stack["entsoe"].inject("late", minutes=60)
+        first_output = scheduled_run(end)  # data interval [end - 15 min, end)
+        first = landed()
+        stack["entsoe"].clear()  # ENTSO-E publishes the late hour
+        second_output = scheduled_run(end + timedelta(minutes=15))
+        second = landed()
+    finally:
+        stack.stop()
+    assert "DagRun failed" not in first_output and "not yet published" in first_output, first_output[-5000:]
+    assert len(first) == 4 * 8, f"{len(first)} files after the first run\n{first_output[-5000:]}"
+    assert "DagRun failed" not in second_output, second_output[-5000:]
+    assert len(second) == 4 * 12 and set(first) <= set(second), f"{len(second)} files\n{second_output[-5000:]}"
+    oldest = (end - timedelta(hours=3) + timedelta(minutes=15)).strftime("%Y%m%dT%H%M.parquet")
+    repolled = [f for f in first if not f.endswith(oldest)]
+    assert len(repolled) == 4 * 7 and all(second[f] > first[f] for f in repolled)
+    frame = lake.read_table(root / "raw" / grid.DATASET).to_pandas()
+    assert len(frame) == 4 * 12 and not frame.duplicated(["operator_name", "reading_ts"]).any()

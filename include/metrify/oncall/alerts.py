@@ -33,6 +33,8 @@ RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
     # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
     ("quality gate", "quality-gate-failed"),
     ("expectation", "quality-gate-failed"),
+    ("has not published", "source-data-missing"),  # a polled source's intervals past its publication delay
+    ("no record for", "source-data-missing"),
     ("kafka", "broker-down"),
     ("broker", "broker-down"),
     ("401", "api-key-expired"),

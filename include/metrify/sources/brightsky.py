@@ -7,7 +7,14 @@ Documentation followed: Bright Sky's OpenAPI specification (https://brightsky.de
 `wind_direction`, `cloud_cover`, `visibility`, ... (each nullable). With `units=si` temperature
 is K, pressure Pa, wind m/s, visibility m, cloud cover and humidity %; with the default
 `units=dwd` temperature is °C, pressure hPa, wind km/h. Errors are `{"title", "description"}`,
-404 "No sources match your criteria" when no DWD station is near.
+404 "No sources match your criteria" when no DWD station is near. A range costs one request per
+city, whatever its length.
+
+An hour DWD has not published yet is simply absent: `weather` is empty or lacks that timestamp.
+DWD updates its current-weather reports (`weather_reports/poi`, one observation per station and
+hour) hourly, and Bright Sky checks DWD's server for new files every minute. `PUBLICATION_DELAY`
+allows one hour for DWD's hourly update plus one hour of margin; after it, a missing hour is a
+failure.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "dwd"
 WEATHER_PATH = "/weather"
+#: How long after an hour ends Bright Sky may still lack DWD's observation for it.
+PUBLICATION_DELAY = timedelta(hours=2)
 FIELDS = (
     "temperature",
     "relative_humidity",

@@ -21,6 +21,11 @@ Documents used:
 found" (code 999; the platform sends it with HTTP 200 or 400; other acknowledgements are
 errors); curve type A03 omits points that repeat the previous value, so gaps
 inside a period are filled forward. Rate limit: 400 requests per minute per token (HTTP 429).
+Every document takes a period, so a window of any length costs one request per document.
+
+Publication: TSOs must publish actual total load "no later than one hour after the operating
+period" (Regulation (EU) 543/2013, Art. 6(2)(a)), and actual generation per production type
+has the same one-hour deadline (Art. 16); `PUBLICATION_DELAY` says so once.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ PSR_TYPES = {
 #: Renewable production types. Pumped storage (B10) only shifts energy and waste (B17) is mixed: neither counts.
 RENEWABLE_PSR = frozenset({"B01", "B09", "B11", "B12", "B13", "B15", "B16", "B18", "B19"})
 QUARTER = timedelta(minutes=15)
+#: How long after a quarter-hour ends ENTSO-E may still lack its actual load and generation.
+PUBLICATION_DELAY = timedelta(hours=1)
 RESOLUTIONS = {
     "PT15M": timedelta(minutes=15),
     "PT30M": timedelta(minutes=30),

@@ -29,18 +29,20 @@ Stability score (0–100, higher is calmer), from three terms in [0, 1]:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from metrify import lake
 from metrify.contracts.geography import CITIES
 from metrify.contracts.grid import DATASET, GRID_SCHEMA
 from metrify.contracts.thresholds import FREQUENCY_BAND_HZ, FREQUENCY_NOMINAL_HZ, TRANSMISSION_VOLTAGE_KV
-from metrify.sources import NoDataError, PayloadError, entsoe, gridradar
+from metrify.sources import NoDataError, PayloadError, entsoe, gridradar, publication
 from metrify.sources.http import AuthError, Endpoint, HttpClient, HttpError
 from metrify.sources.landing import quarantine, raw_path, stamp
 
@@ -123,6 +125,38 @@ def fetch_frequency(endpoint: Endpoint, start: datetime, end: datetime) -> dict[
     return {ts.isoformat(): float(v) for ts, v in series.items()}
 
 
+def _or_unpublished(fetch: Callable[..., Any], *args: Any) -> Any:
+    """The fetched document, or None when ENTSO-E has nothing for the window yet ("no data")."""
+    try:
+        return fetch(*args)
+    except NoDataError:
+        return None
+
+
+def published_parts(
+    load: pd.Series | None, generation: pd.DataFrame | None
+) -> tuple[set[pd.Timestamp], set[pd.Timestamp]]:
+    """Quarter-hour starts with actual load (A65), and those with generation (A75)."""
+    with_load = set() if load is None else set(load.dropna().index)
+    if generation is None or generation.empty:
+        return with_load, set()
+    return with_load, set(generation.index[generation.notna().any(axis=1)])
+
+
+def with_landed_frequency(row: pd.DataFrame, path: ObjectStoragePath) -> pd.DataFrame:
+    """A re-poll without a frequency for this quarter-hour keeps the one landed before (gridradar's
+    free tier does not let a client choose the period it returns): never replace a value with nothing."""
+    if not row["frequency_hz"].isna().all() or not path.exists():
+        return row
+    with path.open("rb") as handle:
+        landed = pq.read_table(handle, columns=["frequency_hz"]).column(0)[0].as_py()
+    if landed is None:
+        return row
+    row = row.assign(frequency_hz=landed)
+    row["grid_stability_score"] = stability_score(row["frequency_hz"], row["load_factor"], row["renewable_percentage"])
+    return row
+
+
 def ingest_operator(
     operator: str,
     start: datetime,
@@ -130,71 +164,93 @@ def ingest_operator(
     entsoe_endpoint: Endpoint,
     frequency: dict[str, float],
     root: ObjectStoragePath,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Fetch one control area's [start, end) from ENTSO-E and land one raw file per quarter-hour.
+    """Fetch one control area's [start, end) from ENTSO-E (one request per document, whatever the
+    window's length) and land one raw file per published quarter-hour, replacing an earlier one.
 
-    A malformed payload is quarantined and fails with `SourceFailed`; so does a missing interval.
+    A quarter-hour is published when it has actual load and generation. One still missing inside
+    ENTSO-E's publication delay is skipped (a later run's trailing re-poll lands it); one missing
+    after it fails the task with `SourceFailed` once the others have landed. So does a malformed
+    payload, after it is quarantined.
     """
+    now = now or datetime.now(UTC)
     eic = entsoe.CONTROL_AREAS[operator]
     client = HttpClient(entsoe_endpoint)
+    window = f"{start.isoformat()}..{end.isoformat()}"
     try:
-        load = entsoe.fetch_actual_load(client, eic, start, end)
-        generation = entsoe.fetch_generation(client, eic, start, end)
+        load = _or_unpublished(entsoe.fetch_actual_load, client, eic, start, end)
+        generation = _or_unpublished(entsoe.fetch_generation, client, eic, start, end)
         capacity = entsoe.fetch_installed_capacity(client, eic, start.astimezone(UTC).year)
     except PayloadError as exc:
         path = quarantine(root, DATASET, exc, operator, start, end)
         raise SourceFailed(
-            f"{operator} ({eic}): ENTSO-E sent a payload we cannot read for "
-            f"{start.isoformat()}..{end.isoformat()}: {exc.reason}. Quarantined at {path}. "
-            f"Check whether the API format changed; then clear this task."
+            f"{operator} ({eic}): ENTSO-E sent a payload we cannot read for {window}: {exc.reason}. "
+            f"Quarantined at {path}. Check whether the API format changed; then clear this task."
         ) from None
     except NoDataError as exc:
         raise SourceFailed(
-            f"{operator} ({eic}): {exc}. ENTSO-E publishes actual load up to an hour late; "
-            f"Airflow retries this task, or backfill the interval later."
+            f"{operator} ({eic}): {exc}. Without the installed capacity (A68, published once a year "
+            f"ahead) no row can be computed: check the year on the Transparency Platform (connection "
+            f"'{entsoe_endpoint.conn_id}'), then clear this task."
         ) from None
     except AuthError:
         raise
     except HttpError as exc:
         raise SourceFailed(
-            f"{operator} ({eic}): ENTSO-E request failed for {start.isoformat()}.."
-            f"{end.isoformat()}: {exc}. The other operators are unaffected; Airflow retries this "
-            f"task."
+            f"{operator} ({eic}): ENTSO-E request failed for {window}: {exc}. The other operators are "
+            f"unaffected; Airflow retries this task."
         ) from None
     freq = pd.Series({pd.Timestamp(k): v for k, v in frequency.items()}, dtype=float)
     if not freq.empty:
         freq.index = pd.DatetimeIndex(freq.index).tz_convert("UTC")
     wanted = quarters(start, end)
-    missing = [ts for ts in wanted if pd.Timestamp(ts) not in load.index]
-    frame = build_rows(operator, load, generation, capacity, freq)
+    with_load, with_generation = published_parts(load, generation)
+    published = with_load & with_generation  # a quarter-hour lands complete or not at all
+    unpublished = [ts for ts in wanted if pd.Timestamp(ts) not in published]
+    overdue, pending = publication.split_due(unpublished, QUARTER, entsoe.PUBLICATION_DELAY, now)
     ingested_at = datetime.now(UTC)
     files = []
-    for ts in wanted:
-        if pd.Timestamp(ts) not in frame.index:
-            continue
-        row = frame.loc[[pd.Timestamp(ts)]].assign(ingested_at=ingested_at)
-        table = pa.Table.from_pandas(row.reset_index(drop=True), schema=GRID_SCHEMA, preserve_index=False)
-        reading_ts = ts + QUARTER
-        path = raw_path(root, DATASET, "operator", operator, reading_ts, stamp(reading_ts))
-        lake.write_parquet(table, path)
-        files.append(str(path))
-    summary = {
+    if published and load is not None and generation is not None:
+        frame = build_rows(operator, load[load.index.isin(list(published))], generation, capacity, freq)
+        for ts in wanted:
+            if pd.Timestamp(ts) not in published:
+                continue
+            reading_ts = ts + QUARTER
+            path = raw_path(root, DATASET, "operator", operator, reading_ts, stamp(reading_ts))
+            row = with_landed_frequency(frame.loc[[pd.Timestamp(ts)]], path).assign(ingested_at=ingested_at)
+            table = pa.Table.from_pandas(row.reset_index(drop=True), schema=GRID_SCHEMA, preserve_index=False)
+            lake.write_parquet(table, path)
+            files.append(str(path))
+    log.info("%s: landed %d of %d quarter-hours of grid status for %s", operator, len(files), len(wanted), window)
+    if pending:
+        log.info(
+            "%s: %s not yet published, skipped (ENTSO-E publishes up to %s late; the next runs re-poll them): %s",
+            operator,
+            publication.count(len(pending), "quarter-hour"),
+            publication.hours_text(entsoe.PUBLICATION_DELAY),
+            publication.spans(pending, QUARTER),
+        )
+    if overdue:
+        no_load = sum(pd.Timestamp(ts) not in with_load for ts in overdue)
+        no_generation = sum(pd.Timestamp(ts) not in with_generation for ts in overdue)
+        parts = []
+        if no_load:
+            parts.append(f"no actual load A65 for {no_load}")
+        if no_generation:
+            parts.append(f"no generation A75 for {no_generation}")
+        others = f"The {publication.count(len(files), 'published quarter-hour')} of {window} landed. "
+        raise SourceFailed(
+            f"{operator} ({eic}): ENTSO-E has not published {publication.count(len(overdue), 'quarter-hour')} "
+            f"older than its {publication.hours_text(entsoe.PUBLICATION_DELAY)} publication delay: "
+            f"{publication.spans(overdue, QUARTER)} ({', '.join(parts)}; connection "
+            f"'{entsoe_endpoint.conn_id}'). {others if files else ''}Airflow retries this task and later "
+            f"runs re-poll their trailing window; if the data stays missing, follow {publication.RUNBOOK_SECTION}."
+        )
+    return {
         "operator": operator,
         "rows": len(files),
-        "missing_quarters": [t.isoformat() for t in missing],
+        "missing_quarters": [t.isoformat() for t in overdue],
+        "pending_quarters": [t.isoformat() for t in pending],
         "entsoe_calls": client.calls,
     }
-    log.info(
-        "%s: landed %d quarter-hours of grid status for %s..%s",
-        operator,
-        len(files),
-        start.isoformat(),
-        end.isoformat(),
-    )
-    if missing:
-        raise SourceFailed(
-            f"{operator} ({eic}): ENTSO-E has no actual load for {len(missing)} of {len(wanted)} "
-            f"quarter-hours (first {missing[0].isoformat()}); the others landed. Airflow retries "
-            f"this task; backfill the interval if the data arrives later."
-        )
-    return summary

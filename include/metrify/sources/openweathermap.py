@@ -15,13 +15,16 @@ Airflow connection's password). Without `units` temperatures are Kelvin; we send
 
 The current-weather API cannot be asked about the past; a backfill of an old interval uses the
 timemachine endpoint when the connection's extra says `"history": "timemachine"` (a separate
-"One Call by Call" subscription), and is skipped with a clear message otherwise.
+"One Call by Call" subscription), and is skipped with a clear message otherwise. A timemachine
+answer with an empty `data` list has no observation for that time (`NoDataError`). Both
+endpoints answer about a time as soon as it has passed: `PUBLICATION_DELAY` is zero, and a
+scheduled run polls only its own hour (a re-poll would cost one timemachine call per city-hour).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metrify.sources import NoDataError, PayloadError
@@ -30,6 +33,8 @@ from metrify.sources.http import ClientError, HttpClient, describe
 SOURCE = "openweathermap"
 CURRENT_PATH = "/data/2.5/weather"
 TIMEMACHINE_PATH = "/data/3.0/onecall/timemachine"
+#: OpenWeatherMap answers about an hour as soon as it has passed.
+PUBLICATION_DELAY = timedelta(0)
 
 
 def _load(raw: bytes | str) -> Any:
@@ -101,7 +106,9 @@ def parse_timemachine(raw: bytes | str) -> dict[str, Any]:
         raise PayloadError(SOURCE, "expected a JSON object", raw)
     _check_cod(p, raw)
     data = p.get("data")
-    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+    if isinstance(data, list) and not data:
+        raise NoDataError("OpenWeatherMap's timemachine answered an empty 'data' list")
+    if not isinstance(data, list) or not isinstance(data[0], dict):
         raise PayloadError(SOURCE, "missing non-empty 'data' list (schema drift?)", raw)
     d = data[0]
     return _record(

@@ -35,12 +35,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from metrify import lake
 from metrify.config import load_settings
 from metrify.contracts.geography import CITIES, CITY_BY_NAME, City, largest_cities
 from metrify.contracts.weather import DATASET, SOURCES, WEATHER_SCHEMA
-from metrify.sources import NoDataError, PayloadError, brightsky, openweathermap
+from metrify.sources import NoDataError, PayloadError, brightsky, openweathermap, publication
 from metrify.sources.grid import SourceFailed
 from metrify.sources.http import AuthError, Endpoint, HttpClient, HttpError
 from metrify.sources.landing import quarantine, raw_path, stamp
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 LIVE_WINDOW = timedelta(minutes=90)  # an interval ending this recently is polled with "current weather"
+#: How late each source publishes an hour (defined in its adapter).
+PUBLICATION_DELAYS = {"dwd": brightsky.PUBLICATION_DELAY, "openweathermap": openweathermap.PUBLICATION_DELAY}
 
 
 class NotAvailable(RuntimeError):
@@ -106,7 +110,10 @@ def _fetch_city(
         if hour + HOUR >= now - LIVE_WINDOW and hour <= now:
             out[hour] = openweathermap.fetch_current(client, city.lat, city.lon)
         elif history == "timemachine":
-            out[hour] = openweathermap.fetch_at(client, city.lat, city.lon, hour)
+            try:
+                out[hour] = openweathermap.fetch_at(client, city.lat, city.lon, hour)
+            except NoDataError:
+                continue  # no observation for that hour: judged like any missing hour
         else:
             raise NotAvailable(
                 f"OpenWeatherMap's current-weather API cannot serve the past hour {hour.isoformat()}; set "
@@ -114,6 +121,17 @@ def _fetch_city(
                 f"subscription) to backfill it"
             )
     return out
+
+
+def with_landed_rows(table: pa.Table, path: ObjectStoragePath, cities: Sequence[str]) -> pa.Table:
+    """Add the rows an earlier run landed in `path` for `cities` (which have no fresh record this
+    time): a re-poll never drops a city's hour it cannot replace."""
+    if not cities or not path.exists():
+        return table
+    with path.open("rb") as handle:
+        landed = pq.read_table(handle).select(WEATHER_SCHEMA.names).cast(WEATHER_SCHEMA)
+    keep = landed.filter(pc.is_in(landed["city"], value_set=pa.array(list(cities))))
+    return pa.concat_tables([table, keep])
 
 
 def ingest_source(
@@ -127,16 +145,23 @@ def ingest_source(
 ) -> dict[str, Any]:
     """Poll one weather source for every city and hour in [start, end); land one file per hour.
 
-    Bad payloads are quarantined per city; the other cities still land, then the task fails
-    naming the cities. An auth error fails at once (no point asking for the other cities).
+    Bright Sky takes the whole window in one request per city. An hour a city has no record for is
+    skipped with a log line while it is inside the source's publication delay (a later run's
+    trailing re-poll lands it) and is a failure after it. Bad payloads are quarantined per city.
+    Failed cities do not stop the others: they land, then the task fails naming the cities, hours
+    and connection. An auth error fails at once (no point asking for the other cities).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown weather source {source!r}; expected one of {SOURCES}")
     cities = list(cities or configured_cities())
     now = now or datetime.now(UTC)
+    delay = PUBLICATION_DELAYS[source]
     client = HttpClient(endpoint)
-    by_hour: dict[datetime, list[dict[str, Any]]] = {h: [] for h in hours(start, end)}
+    wanted = hours(start, end)
+    by_hour: dict[datetime, list[dict[str, Any]]] = {h: [] for h in wanted}
     failures: list[str] = []
+    pending: list[str] = []
+    advice = "Airflow retries this task"
     for city in cities:
         try:
             records = _fetch_city(source, client, city, start, end, now)
@@ -162,6 +187,15 @@ def ingest_source(
                         **record,
                     }
                 )
+        overdue, not_yet = publication.split_due([h for h in wanted if h not in records], HOUR, delay, now)
+        if overdue:
+            failures.append(
+                f"{city.name}: no record for {publication.spans(overdue, HOUR)}, older than the "
+                f"{publication.hours_text(delay)} publication delay"
+            )
+            advice = f"Airflow retries this task; if the hours stay missing, follow {publication.RUNBOOK_SECTION}"
+        if not_yet:
+            pending.append(f"{city.name} {publication.spans(not_yet, HOUR)}")
     ingested_at = datetime.now(UTC)
     landed = 0
     for hour, rows in by_hour.items():
@@ -173,19 +207,22 @@ def ingest_source(
         )
         frame["ingested_at"] = ingested_at
         table = pa.Table.from_pandas(frame[WEATHER_SCHEMA.names], schema=WEATHER_SCHEMA, preserve_index=False)
-        lake.write_parquet(table, raw_path(root, DATASET, "source", source, hour, stamp(hour)))
+        path = raw_path(root, DATASET, "source", source, hour, stamp(hour))
+        fresh = set(frame["city"])
+        lake.write_parquet(with_landed_rows(table, path, [c.name for c in cities if c.name not in fresh]), path)
         landed += len(rows)
-    log.info(
-        "%s: landed %d city-hours for %s..%s (%d HTTP calls)",
-        source,
-        landed,
-        start.isoformat(),
-        end.isoformat(),
-        client.calls,
-    )
+    window = f"{start.isoformat()}..{end.isoformat()}"
+    log.info("%s: landed %d city-hours for %s (%d HTTP calls)", source, landed, window, client.calls)
+    if pending:
+        log.info(
+            "%s: not yet published, skipped (the source publishes up to %s late; the next runs re-poll them): %s",
+            source,
+            publication.hours_text(delay),
+            "; ".join(pending),
+        )
     if failures:
         raise SourceFailed(
-            f"{source}: {len(failures)} of {len(cities)} cities failed for {start.isoformat()}.."
-            f"{end.isoformat()} (the others landed): " + "; ".join(failures)
+            f"{source}: {len(failures)} of {len(cities)} cities failed for {window} (the others landed; "
+            f"connection '{endpoint.conn_id}'): " + "; ".join(failures) + f". {advice}."
         )
     return {"source": source, "rows": landed, "cities": len(cities), "calls": client.calls}

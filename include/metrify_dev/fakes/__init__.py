@@ -12,7 +12,10 @@ random per start (never in code); the connections carry them exactly as producti
 Faults (`FakeServer.inject(kind, times=1, match=None, ...)`, `match` = substring of the request
 path+query, e.g. an EIC code or a latitude): `5xx` (HTTP 503), `429` (with `Retry-After`),
 `401`, `timeout` (answer only after `delay` s), `malformed` (a truncated or schema-drifted body
-in the API's own format), `down` (503 forever unless `times` is given).
+in the API's own format), `down` (503 forever unless `times` is given), `late` (the newest
+`minutes` of data are not published yet: ENTSO-E, gridradar and Bright Sky answer as their real
+counterparts do for data that does not exist yet, OpenWeatherMap's history with an empty `data`
+list; the data appears after `delay` s, or when the fault is cleared).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ EIC_TO_OPERATOR = {
     "10YDE-RWENET---I": "Amprion",
     "10YDE-ENBW-----N": "TransnetBW",
 }
+FAULTS = frozenset({"5xx", "429", "401", "timeout", "malformed", "down", "late"})
 CONNECTION_IDS = {
     "entsoe": "entsoe_api",
     "gridradar": "gridradar_api",
@@ -67,6 +71,8 @@ class Fault:
     match: str | None = None
     retry_after: int = 1
     delay: float = 2.0
+    minutes: float = 0.0  # `late`: how much of the newest data is not published yet
+    until: float | None = None  # `late`: time.monotonic() at which it is published (None: when cleared)
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     fault: str | None = None
+    lag: timedelta = timedelta(0)  # the newest data not published yet (`late` fault)
 
 
 @dataclass
@@ -107,6 +114,10 @@ class FakeApi:
 
     def handle(self, req: Request) -> Response:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def published_until(self, req: Request) -> pd.Timestamp:
+        """The newest instant whose data this API has published (its clock, minus a `late` fault's lag)."""
+        return pd.Timestamp(self.world.now() - req.lag)
 
     def unauthorized(self) -> Response:
         return _json(401, {"message": "Unauthorized"})
@@ -180,24 +191,44 @@ class FakeServer:
         self.httpd.server_close()
 
     def inject(
-        self, kind: str, times: int | None = 1, match: str | None = None, retry_after: int = 1, delay: float = 2.0
+        self,
+        kind: str,
+        times: int | None = 1,
+        match: str | None = None,
+        retry_after: int = 1,
+        delay: float | None = None,
+        minutes: float = 60.0,
     ) -> None:
-        if kind not in {"5xx", "429", "401", "timeout", "malformed", "down"}:
-            raise ValueError(f"unknown fault {kind!r}")
-        if kind == "down" and times == 1:
+        """Switch a fault on. `late` holds back the newest `minutes` of data for `delay` seconds
+        (None: until `clear()`), whatever `times` says; it combines with the other faults."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(FAULTS)}")
+        if kind in ("down", "late") and times == 1:
             times = None
+        fault = Fault(kind, times, match, retry_after, 2.0 if delay is None else delay)
+        if kind == "late":
+            fault.minutes = minutes
+            fault.until = None if delay is None else time.monotonic() + delay
         with self._lock:
-            self.faults.append(Fault(kind, times, match, retry_after, delay))
+            self.faults.append(fault)
 
     def clear(self) -> None:
         with self._lock:
             self.faults.clear()
             self.requests.clear()
 
+    def _lag(self, target: str) -> timedelta:
+        """How much of the newest data a `late` fault still holds back for this request."""
+        with self._lock:
+            now = time.monotonic()
+            self.faults = [f for f in self.faults if f.kind != "late" or f.until is None or f.until > now]
+            minutes = [f.minutes for f in self.faults if f.kind == "late" and (not f.match or f.match in target)]
+        return timedelta(minutes=max(minutes, default=0.0))
+
     def _take_fault(self, target: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.match and fault.match not in target:
+                if fault.kind == "late" or (fault.match and fault.match not in target):
                     continue
                 if fault.times is not None:
                     fault.times -= 1
@@ -207,6 +238,7 @@ class FakeServer:
         return None
 
     def _respond(self, req: Request, target: str) -> Response:
+        req.lag = self._lag(target)
         fault = self._take_fault(target)
         req.fault = fault.kind if fault else None
         with self._lock:
@@ -297,7 +329,7 @@ class EntsoeApi(FakeApi):
         except ValueError:
             return self._ack(400, "periodStart/periodEnd must be yyyyMMddHHmm")
         operator = EIC_TO_OPERATOR[eic]
-        now = pd.Timestamp(self.world.now()).floor("15min")
+        now = self.published_until(req).floor("15min")
         series: list[Series] = []
         if doc == "A68":
             series = [(psr, "in", {start: float(mw)}, "P1Y", end) for psr, mw in models.INSTALLED_MW[operator].items()]
@@ -396,7 +428,7 @@ class GridradarApi(FakeApi):
                 return _json(400, {"message": "request body is not JSON"})
         if params.get("metric") != "frequency-ucte-median-1s":
             return _json(400, {"message": f"unknown metric {params.get('metric')!r}"})
-        now = pd.Timestamp(self.world.now())
+        now = self.published_until(req)
         end = min(pd.Timestamp(params.get("to") or now), now).tz_convert("UTC")
         start = pd.Timestamp(params.get("from") or (end - pd.Timedelta(hours=1))).tz_convert("UTC")
         minutes = pd.date_range(start.ceil("min"), end, freq="min", inclusive="left")
@@ -461,9 +493,9 @@ class BrightSkyApi(FakeApi):
         if distance > float(p.get("max_dist", 50000)):
             return _json(404, {"title": "404 Not Found", "description": "No sources match your criteria"})
         hours = pd.date_range(start.ceil("h"), last, freq="h")
-        now = pd.Timestamp(self.world.now())
-        hours = hours[hours <= now]
-        w = models.weather(hours, city.lat, self.world.seed)
+        now = self.published_until(req)
+        hours = hours[hours <= now]  # nothing published yet: an empty `weather` list, as Bright Sky answers
+        w = models.weather(hours, city.lat, self.world.seed) if len(hours) else pd.DataFrame()
         si = p.get("units", "dwd") == "si"
         source_id = 10000 + index
         records = []
@@ -571,6 +603,10 @@ class OpenWeatherMapApi(FakeApi):
                 when = pd.Timestamp(int(p["dt"]), unit="s", tz="UTC")
             except (KeyError, ValueError):
                 return _json(400, {"cod": "400", "message": "dt is required"})
+            if when > self.published_until(req):  # no observation for that time (yet)
+                return _json(
+                    200, {"lat": lat, "lon": lon, "timezone": "Europe/Berlin", "timezone_offset": 3600, "data": []}
+                )
         row = models.weather(pd.DatetimeIndex([when]), city.lat, self.world.seed).iloc[0]
         c = self._convert(row, units)
         dt = int(when.timestamp())
@@ -692,7 +728,7 @@ class NetztransparenzApi(FakeApi):
             end = pd.Timestamp(parts[6], tz="UTC")
         except ValueError:
             return 400, {"Content-Type": "text/plain"}, b"invalid date"
-        starts = models.quarter_starts(start, min(end, pd.Timestamp(self.world.now())))
+        starts = models.quarter_starts(start, min(end, self.published_until(req)))
         lines = [self.HEADER]
         columns = {}
         for op in ("50Hertz", "Amprion", "TenneT", "TransnetBW"):

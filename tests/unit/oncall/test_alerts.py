@@ -70,6 +70,11 @@ def test_failure_alert_goes_to_log_and_webhook_with_runbook_link(tmp_path, monke
         ("quality gate failed: expectation expect_column_values_to_be_between", "quality-gate-failed"),
         ("reconciliation failed: messages != raw rows + quarantined rows", "reconciliation-failed"),
         ("dbt model fct_meter_readings_hourly failed", "warehouse-load-failed"),
+        (
+            "TenneT (10YDE-EON------1): ENTSO-E has not published 4 quarter-hours older than its 1 h delay",
+            "source-data-missing",
+        ),
+        ("dwd: 1 of 24 cities failed …: Köln: no record for 2026-11-22 14:00–16:00 UTC", "source-data-missing"),
         ("something nobody foresaw", "triage"),
     ],
 )

@@ -120,11 +120,17 @@ def test_bad_key_fails_at_once_naming_the_connection(clean_fakes, lake_root) -> 
     assert len(stack["entsoe"].requests) == 1
 
 
-def test_interval_without_published_data_fails_with_retry_advice(clean_fakes, lake_root) -> None:
-    later = NOW + timedelta(hours=1)
-    with pytest.raises(SourceFailed, match="no data.*retries"):
+def test_interval_unpublished_past_the_delay_fails_with_retry_advice(clean_fakes, lake_root) -> None:
+    later = NOW + timedelta(hours=1)  # the fake publishes nothing after NOW
+    with pytest.raises(SourceFailed, match="has not published 1 quarter-hour older.*connection 'entsoe_api'.*retries"):
         grid.ingest_operator(
-            "TenneT", later, later + timedelta(minutes=15), endpoint(clean_fakes, "entsoe_api"), {}, lake_root
+            "TenneT",
+            later,
+            later + timedelta(minutes=15),
+            endpoint(clean_fakes, "entsoe_api"),
+            {},
+            lake_root,
+            now=later + timedelta(hours=2),
         )
 
 
