@@ -57,15 +57,22 @@ def _lake_keys(root) -> list[tuple[int, int]]:
 
 
 @pytest.mark.timeout(3600)
-def test_killed_drains_leave_every_offset_exactly_once_and_the_facts_equal_validated(
-    real_broker, metrify_home
-) -> None:
+def test_killed_drains_leave_every_offset_exactly_once_and_the_facts_equal_validated(real_broker, metrify_home) -> None:
     extra = real_broker.connection_extra()
     topic = f"chaos-{uuid.uuid4().hex[:8]}"
     real_broker.create_topic(topic, partitions=PARTITIONS)
     meters = max(8, MESSAGES // 96)
-    sim = simulate(SimulationOptions(meters=meters, start=datetime(2026, 11, 18, tzinfo=UTC), seed=13,
-                                     poison_rate=0.002, late_rate=0.02, out_of_order_rate=0.01, duplicate_rate=0.005))
+    sim = simulate(
+        SimulationOptions(
+            meters=meters,
+            start=datetime(2026, 11, 18, tzinfo=UTC),
+            seed=13,
+            poison_rate=0.002,
+            late_rate=0.02,
+            out_of_order_rate=0.01,
+            duplicate_rate=0.005,
+        )
+    )
     produce(sim.keys, sim.values, topic, kafka.producer_config(extra))
     produced = sim.counts["messages"]
     config = kafka.consumer_config(extra, group_id=f"chaos-{uuid.uuid4().hex[:6]}")
