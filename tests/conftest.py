@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from metrify_dev import kafka_mock
-from tests.skip_rule import require
 
 # Airflow reads its configuration once, at first import: point it at a throw-away home so the
 # tests never touch ~/airflow or the developer's .metrify/airflow.
@@ -54,6 +53,7 @@ def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     from metrify.config import PROJECT_ROOT
     from metrify_dev import kafka_broker
+    from tests.skip_rule import require
 
     require(
         shutil.which("java") is not None and shutil.which("mvn") is not None,
