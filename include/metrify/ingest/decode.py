@@ -38,6 +38,7 @@ from metrify.contracts.readings import (
     METER_ID_MAX_LEN,
     PAYLOAD_SCHEMA,
     REQUIRED,
+    bounded_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,18 @@ class Decoded:
 
 
 def decode(values: Sequence[bytes | None], now: datetime | None = None) -> Decoded:
-    """Decode and validate a batch of message values; every message becomes a row or a reason."""
+    """Decode and validate a batch of message values; every message becomes a row or a reason
+    (of at most `MAX_REASON_CHARS` characters)."""
     now = now or datetime.now(UTC)
     try:
-        return _decode(values, now)
+        decoded = _decode(values, now)
     except MemoryError:
         raise
     except Exception:  # a decoder bug on some input: never let it stop the partition
         log.exception("decoding %d messages failed; decoding each message on its own", len(values))
-        return _decode_each(values, now)
+        decoded = _decode_each(values, now)
+    decoded.rejected = [(position, bounded_reason(reason)) for position, reason in decoded.rejected]
+    return decoded
 
 
 def _decode(values: Sequence[bytes | None], now: datetime) -> Decoded:

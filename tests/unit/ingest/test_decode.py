@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from metrify.contracts.readings import MAX_REASON_CHARS, bounded_reason
 from metrify.ingest.decode import decode
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -273,3 +274,45 @@ def test_a_decoder_bug_costs_only_the_messages_it_hits(monkeypatch, caplog) -> N
         100: "not valid JSON: Expecting value: line 1 column 1 (char 0)",
     }
     assert "decoding 101 messages failed; decoding each message on its own" in caplog.text
+
+
+MEGABYTE = 1_000_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        encode(reading(voltage="x" * MEGABYTE)),
+        encode(reading(reading_ts="9" * MEGABYTE)),
+        encode(reading(meter_id=["DE1"] * MEGABYTE)),
+        encode(reading(current={"nested": [[["x" * MEGABYTE]]]})),
+        b'{"meter_id": "' + b"x" * MEGABYTE,
+    ],
+    ids=["string-for-number", "string-for-timestamp", "list-for-meter-id", "object-for-number", "truncated"],
+)
+def test_a_huge_message_gets_a_short_reason(value: bytes) -> None:
+    neighbours = [encode(reading())] * 100
+    for position, values in ((0, []), (60, neighbours)):
+        reason, _ = decode_at(value, position, values)
+        assert reason and len(reason) <= MAX_REASON_CHARS, (len(reason or ""), (reason or "")[:200])
+
+
+def test_a_reason_is_cut_to_the_limit_and_says_so(monkeypatch) -> None:
+    from metrify.ingest import decode as decoder
+
+    def fail(value: bytes | None):
+        raise ValueError("y" * MEGABYTE)
+
+    monkeypatch.setattr(decoder, "_parse_message", fail)
+    (position, reason), *others = decode([b"{}"], now=NOW).rejected
+    assert position == 0 and others == []
+    assert reason.startswith("undecodable message: ValueError: yyy")
+    assert reason.endswith(f"… [reason cut to {MAX_REASON_CHARS} of {MEGABYTE + 33} characters]")
+    assert len(reason) == MAX_REASON_CHARS
+
+
+def test_bounded_reason_keeps_short_reasons_and_escapes_lone_surrogates() -> None:
+    assert bounded_reason("not valid JSON") == "not valid JSON"
+    assert bounded_reason("x" * MAX_REASON_CHARS) == "x" * MAX_REASON_CHARS
+    assert len(bounded_reason("x" * (MAX_REASON_CHARS + 1))) == MAX_REASON_CHARS
+    assert bounded_reason("meter \ud800") == "meter \\ud800"
