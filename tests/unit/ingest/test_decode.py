@@ -164,43 +164,6 @@ HARD_CASES: list[bytes | None] = [
 ]
 
 
-def test_a_batch_decodes_exactly_as_each_message_would_alone() -> None:
-    """Whatever poison sits where, the vectorised path agrees message by message with decoding
-    every message on its own (the per-message path that explains failures)."""
-    import random
-
-    rng = random.Random(7)
-    values: list[bytes | None] = [encode(reading(consumption_kwh=i / 1000)) for i in range(9000)]
-    for n, position in enumerate(rng.sample(range(len(values)), 240)):
-        values[position] = HARD_CASES[n % len(HARD_CASES)]
-    batch = decode(values, now=NOW)
-
-    expected_rows, expected_reasons = {}, {}
-    for position, value in enumerate(values):
-        alone = decode([value], now=NOW)
-        if alone.rejected:
-            expected_reasons[position] = alone.rejected[0][1]
-        else:
-            expected_rows[position] = alone.rows.drop_columns(["_index"]).to_pylist()[0]
-    assert dict(batch.rejected) == expected_reasons  # the same reasons, even for several problems
-    assert len(batch.rejected) == len(expected_reasons)
-    rows = batch.rows.sort_by("_index")
-    assert rows["_index"].to_pylist() == sorted(expected_rows)
-    assert rows.drop_columns(["_index"]).to_pylist() == [expected_rows[p] for p in sorted(expected_rows)]
-
-
-def decode_at(value: bytes | None, position: int, values: list[bytes | None]) -> tuple[str | None, dict | None]:
-    """(reason, row) of one message decoded at `position` of `values`: exactly one of them is set."""
-    batch = [*values[:position], value, *values[position:]]
-    decoded = decode(batch, now=NOW)
-    assert decoded.rows.num_rows + len(decoded.rejected) == len(batch)
-    assert sorted([*decoded.rows["_index"].to_pylist(), *(p for p, _ in decoded.rejected)]) == list(range(len(batch)))
-    reason = dict(decoded.rejected).get(position)
-    rows = [r for r in decoded.rows.to_pylist() if r.pop("_index") == position]
-    assert (reason is None) == (len(rows) == 1)
-    return reason, rows[0] if rows else None
-
-
 DEEP = 100_000
 # (id, message, what its quarantine reason says, or None when it is a valid reading)
 POISON: list[tuple[str, bytes, str | None]] = [
@@ -233,11 +196,50 @@ POISON: list[tuple[str, bytes, str | None]] = [
     ("infinity-literal", GOOD.replace(b"0.118", b"-Infinity"), "consumption_kwh=-inf is not a finite number"),
     ("inf-literal", GOOD.replace(b"0.118", b"Inf"), "consumption_kwh=inf is not a finite number"),
     ("bool-for-number", GOOD.replace(b"0.118", b"true"), "wrong type: consumption_kwh must be a number, got bool"),
+    ("number-for-timestamp", encode(reading(reading_ts=1795306500)), "reading_ts must be an ISO-8601 string, got int"),
     ("year-1-east-of-utc", GOOD.replace(b"2026-11-22T00:15:00Z", b"0001-01-01T00:00:00+01:00"), "before 2000-01-01"),
     ("year-9999-west-of-utc", GOOD.replace(b"2026-11-22T00:15:00Z", b"9999-12-31T23:45:00-01:00"), "in the future"),
     ("huge-valid", GOOD[:-1] + b', "pad": "' + b"x" * 2_000_000 + b'"}', None),
     ("huge-invalid", GOOD.replace(b"0.118", b'"' + b"9" * 2_000_000 + b'"'), "must be a number, got str"),
 ]
+
+
+def test_a_batch_decodes_exactly_as_each_message_would_alone() -> None:
+    """Whatever poison sits where, the vectorised path agrees message by message with decoding
+    every message on its own (the per-message path that explains failures)."""
+    import random
+
+    rng = random.Random(7)
+    cases = [*HARD_CASES, *(v for _, v, _ in POISON)]
+    values: list[bytes | None] = [encode(reading(consumption_kwh=i / 1000)) for i in range(9000)]
+    for n, position in enumerate(rng.sample(range(len(values)), 240)):
+        values[position] = cases[n % len(cases)]
+    batch = decode(values, now=NOW)
+
+    expected_rows, expected_reasons = {}, {}
+    for position, value in enumerate(values):
+        alone = decode([value], now=NOW)
+        if alone.rejected:
+            expected_reasons[position] = alone.rejected[0][1]
+        else:
+            expected_rows[position] = alone.rows.drop_columns(["_index"]).to_pylist()[0]
+    assert dict(batch.rejected) == expected_reasons  # the same reasons, even for several problems
+    assert len(batch.rejected) == len(expected_reasons)
+    rows = batch.rows.sort_by("_index")
+    assert rows["_index"].to_pylist() == sorted(expected_rows)
+    assert rows.drop_columns(["_index"]).to_pylist() == [expected_rows[p] for p in sorted(expected_rows)]
+
+
+def decode_at(value: bytes | None, position: int, values: list[bytes | None]) -> tuple[str | None, dict | None]:
+    """(reason, row) of one message decoded at `position` of `values`: exactly one of them is set."""
+    batch = [*values[:position], value, *values[position:]]
+    decoded = decode(batch, now=NOW)
+    assert decoded.rows.num_rows + len(decoded.rejected) == len(batch)
+    assert sorted([*decoded.rows["_index"].to_pylist(), *(p for p, _ in decoded.rejected)]) == list(range(len(batch)))
+    reason = dict(decoded.rejected).get(position)
+    rows = [r for r in decoded.rows.to_pylist() if r.pop("_index") == position]
+    assert (reason is None) == (len(rows) == 1)
+    return reason, rows[0] if rows else None
 
 
 @pytest.mark.parametrize(("value", "expected"), [(v, e) for _, v, e in POISON], ids=[i for i, _, _ in POISON])

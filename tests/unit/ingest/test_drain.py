@@ -180,3 +180,35 @@ def test_a_failure_while_decoding_publishes_nothing_and_commits_nothing(
     assert report.start_offset == 200  # the first batch was committed, the failed one was not
     raw_rows, quarantined, keys = _lake_state(root)
     assert raw_rows + quarantined == report.end_offset == len(set(keys))
+
+
+def test_poison_messages_drain_without_an_exception_each_offset_once(broker, topic, config, metrify_home) -> None:
+    """Every hard case of the decoder, produced between valid readings into one partition, drains
+    without an exception: each offset lands in raw or in quarantine exactly once, a quarantined
+    message keeps its exact bytes and the reason it gets alone, and a second drain reads nothing."""
+    from metrify.contracts.readings import MAX_REASON_CHARS
+    from metrify.ingest.decode import decode
+    from tests.unit.ingest.test_decode import HARD_CASES, POISON, encode, reading
+
+    cases = [*HARD_CASES, *(v for _, v, _ in POISON if len(v) < 900_000), b"{" + b" " * 800_000 + b"]"]
+    values: list[bytes | None] = []
+    for n, case in enumerate(cases):
+        values += [encode(reading(consumption_kwh=(n * 50 + i) / 1000)) for i in range(50)] + [case]
+    producer = kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    produce([b"one-meter"] * len(values), values, topic, producer)  # type: ignore[arg-type]
+
+    root = lake.lake_root()
+    reports = _drain_all(config, topic, root, batch_size=700)
+    assert sum(r.messages for r in reports) == len(values)
+    raw = lake.read_table(root / "raw" / DATASET, columns=["partition", "offset"])
+    quarantine = lake.read_table(root / "quarantine" / DATASET)
+    offsets = raw["offset"].to_pylist() + quarantine["offset"].to_pylist()
+    assert sorted(offsets) == list(range(len(values))), "an offset is missing or landed twice"
+    assert len(set(raw["partition"].to_pylist() + quarantine["partition"].to_pylist())) == 1
+
+    expected = {i: dict(decode([v], now=datetime.now(UTC)).rejected).get(0) for i, v in enumerate(values)}
+    for row in quarantine.to_pylist():
+        assert row["raw_value"] == values[row["offset"]], "the quarantine must keep the exact bytes"
+        assert row["reason"] == expected[row["offset"]] and len(row["reason"]) <= MAX_REASON_CHARS
+    assert quarantine.num_rows == sum(reason is not None for reason in expected.values())
+    assert sum(r.messages for r in _drain_all(config, topic, root)) == 0
