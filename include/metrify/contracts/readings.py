@@ -84,6 +84,9 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "humidity": (0.0, 100.0, "%"),
 }
 METER_ID_MAX_LEN = 64
+# A reading older than the lookback (`METRIFY_LATE_LOOKBACK_DAYS`) when it is ingested is
+# quarantined with a reason starting with this, not landed where no gate would judge it again.
+TOO_LATE = "too late:"
 EARLIEST_READING = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW_SECONDS = 24 * 3600
 

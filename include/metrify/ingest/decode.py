@@ -38,6 +38,7 @@ from metrify.contracts.readings import (
     METER_ID_MAX_LEN,
     PAYLOAD_SCHEMA,
     REQUIRED,
+    TOO_LATE,
     bounded_reason,
 )
 
@@ -60,22 +61,25 @@ class Decoded:
     rejected: list[tuple[int, str]]  # (position in the input, reason)
 
 
-def decode(values: Sequence[bytes | None], now: datetime | None = None) -> Decoded:
+def decode(
+    values: Sequence[bytes | None], now: datetime | None = None, late_lookback: timedelta | None = None
+) -> Decoded:
     """Decode and validate a batch of message values; every message becomes a row or a reason
-    (of at most `MAX_REASON_CHARS` characters)."""
+    (of at most `MAX_REASON_CHARS` characters). With `late_lookback`, a reading older than
+    `now - late_lookback` is rejected as too late."""
     now = now or datetime.now(UTC)
     try:
-        decoded = _decode(values, now)
+        decoded = _decode(values, now, late_lookback)
     except MemoryError:
         raise
     except Exception:  # a decoder bug on some input: never let it stop the partition
         log.exception("decoding %d messages failed; decoding each message on its own", len(values))
-        decoded = _decode_each(values, now)
+        decoded = _decode_each(values, now, late_lookback)
     decoded.rejected = [(position, bounded_reason(reason)) for position, reason in decoded.rejected]
     return decoded
 
 
-def _decode(values: Sequence[bytes | None], now: datetime) -> Decoded:
+def _decode(values: Sequence[bytes | None], now: datetime, late_lookback: timedelta | None) -> Decoded:
     tables: list[pa.Table] = []
     rejected: list[tuple[int, str]] = []
     lines = _Lines.of(values)
@@ -84,18 +88,18 @@ def _decode(values: Sequence[bytes | None], now: datetime) -> Decoded:
     for lo, hi in lines.spans():
         lines.parse(lo, hi, values, tables, rejected)
     rows = pa.concat_tables(tables) if tables else _empty_rows()
-    rows, invalid = _check_rows(rows, now)
+    rows, invalid = _check_rows(rows, now, late_lookback)
     rejected.extend(invalid)
     return Decoded(rows=rows, rejected=rejected)
 
 
-def _decode_each(values: Sequence[bytes | None], now: datetime) -> Decoded:
+def _decode_each(values: Sequence[bytes | None], now: datetime, late_lookback: timedelta | None) -> Decoded:
     """The slow, safe path: each message decoded alone; one that still fails is quarantined."""
     tables: list[pa.Table] = []
     rejected: list[tuple[int, str]] = []
     for position, value in enumerate(values):
         try:
-            alone = _decode([value], now)
+            alone = _decode([value], now, late_lookback)
         except MemoryError:
             raise
         except Exception as exc:
@@ -401,8 +405,23 @@ def _out_of_bounds(name: str, low: float, high: float, unit: str) -> Callable[[d
     return explain
 
 
-def _violations(rows: pa.Table, now: datetime) -> list[tuple[pa.ChunkedArray, Callable[[dict[str, Any]], str]]]:
-    """(mask, explain) per contract rule, in order; `explain(row)` words the failure for one row."""
+def _too_late(now: datetime, lookback: timedelta) -> Callable[[dict[str, Any]], str]:
+    def explain(row: dict[str, Any]) -> str:
+        stamp = _EPOCH + row["reading_ts"] * _MICROSECOND  # epoch µs in the failing rows
+        age = (now.timestamp() * 1_000_000 - row["reading_ts"]) / (86_400 * 1_000_000)
+        return (
+            f"{TOO_LATE} reading_ts {stamp:%Y-%m-%dT%H:%M:%S}Z is {age:.1f} days old, "
+            f"beyond the {lookback / timedelta(days=1):g}-day lookback"
+        )
+
+    return explain
+
+
+def _violations(
+    rows: pa.Table, now: datetime, late_lookback: timedelta | None
+) -> list[tuple[pa.ChunkedArray, Callable[[dict[str, Any]], str]]]:
+    """(mask, explain) per contract rule, in order; `explain(row)` words the failure for one row.
+    Lateness comes last: a too-late reading is one that would otherwise have been valid."""
     rules: list[tuple[pa.ChunkedArray, Callable[[dict[str, Any]], str]]] = []
     for name in REQUIRED:
         rules.append((pc.is_null(rows[name]), _says(f"missing required field: {name}")))
@@ -442,17 +461,22 @@ def _violations(rows: pa.Table, now: datetime) -> list[tuple[pa.ChunkedArray, Ca
     rules.append(
         (pc.greater(epoch_us, latest_us), lambda row: "impossible value: reading_ts more than 24 h in the future")
     )
+    if late_lookback is not None:
+        cutoff_us = int((now - late_lookback).timestamp() * 1_000_000)
+        rules.append((pc.less(epoch_us, cutoff_us), _too_late(now, late_lookback)))
     return rules
 
 
-def _check_rows(rows: pa.Table, now: datetime) -> tuple[pa.Table, list[tuple[int, str]]]:
+def _check_rows(
+    rows: pa.Table, now: datetime, late_lookback: timedelta | None = None
+) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Vectorised contract checks; returns the valid rows and (position, reason) for the rest.
 
     Masks are cheap boolean columns; reasons are worded only for the (rare) failing rows.
     """
     if rows.num_rows == 0:
         return rows, []
-    rules = _violations(rows, now)
+    rules = _violations(rows, now, late_lookback)
     bad = rules[0][0]
     for mask, _ in rules[1:]:
         bad = pc.or_kleene(bad, mask)

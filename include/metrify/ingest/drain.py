@@ -11,7 +11,8 @@ For each bounded batch (offsets `first..last`):
 4. commit the offset after the batch to Kafka.
 
 If the process dies between 3 and 4, the next drain finds the marker, re-reads exactly the same
-offsets and rewrites the same file names: the retry overwrites, it never duplicates. A batch
+offsets, judges them with the same clock and late-reading lookback (both in the marker) and
+rewrites the same file names: the retry overwrites, it never duplicates. A batch
 costs memory in proportion to the batch size, never to the backlog.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +60,7 @@ class BatchResult:
     valid_rows: int
     quarantined: int
     files: list[str]
+    too_late: int = 0  # of the quarantined: readings older than the lookback
 
 
 @dataclass
@@ -71,6 +73,7 @@ class DrainReport:
     messages: int = 0
     valid_rows: int = 0
     quarantined: int = 0
+    too_late: int = 0  # of the quarantined: readings older than the lookback ("too late: ...")
     batches: int = 0
     files: int = 0  # Parquet files written (raw and quarantine)
     seconds: float = 0.0
@@ -80,6 +83,7 @@ class DrainReport:
         self.messages += result.messages
         self.valid_rows += result.valid_rows
         self.quarantined += result.quarantined
+        self.too_late += result.too_late
         self.files += len(result.files)
         self.end_offset = result.last_offset + 1
 
@@ -109,11 +113,13 @@ def drain_partition(
     poll_timeout: float = 1.0,
     idle_timeout: float = 30.0,
     on_batch_written: Callable[[BatchResult], None] | None = None,
+    late_lookback: timedelta | None = None,
 ) -> DrainReport:
     """Drain `topic`/`partition` from its committed offset to the high watermark seen at start.
 
-    `on_batch_written` runs after a batch's files are durable and before its offset is
-    committed (tests use it to crash the drain at the worst moment).
+    Readings older than `late_lookback` (the task passes `METRIFY_LATE_LOOKBACK_DAYS`) are
+    quarantined as too late. `on_batch_written` runs after a batch's files are durable and
+    before its offset is committed (tests use it to crash the drain at the worst moment).
     """
     started = time.monotonic()
     consumer = Consumer(consumer_config)
@@ -133,8 +139,14 @@ def drain_partition(
         lake.clear_staging(staging_path(root, topic, partition))  # what a killed drain left unfinished
         pending = lake.read_json(marker_path(root, topic, partition))
         replay_last = None
+        replay_now, replay_lookback = None, late_lookback
         if pending and pending["first_offset"] == start and pending["last_offset"] < high:
             replay_last = pending["last_offset"]
+            # judged as the attempt judged it (same clock, same lookback): the same verdicts, the same files
+            if "decoded_at" in pending:
+                replay_now = datetime.fromisoformat(pending["decoded_at"])
+                seconds = pending.get("late_lookback_seconds")
+                replay_lookback = None if seconds is None else timedelta(seconds=seconds)
             log.warning(
                 "%s[%d]: replaying uncommitted batch %d..%d written by an earlier attempt",
                 topic,
@@ -158,12 +170,14 @@ def drain_partition(
                 try:
                     last_read = read_from - 1
                     if read_from < high:
-                        last = replay_last if replay_last is not None else min(read_from + batch_size, high) - 1
+                        if replay_last is not None:
+                            last, now, lookback = replay_last, replay_now or _now(), replay_lookback
+                        else:
+                            last, now, lookback = min(read_from + batch_size, high) - 1, _now(), late_lookback
                         replay_last = None
-                        now = _now()
                         files = BatchFiles(root, topic, partition, read_from, last)
                         for chunk in reader.chunks(read_from, last):
-                            chunks.append(workers.submit(decode_into, files, chunk, now))
+                            chunks.append(workers.submit(decode_into, files, chunk, now, lookback))
                             last_read = chunk.last_offset
                             del chunk  # a worker holds it until written: memory follows the batch size
                     if in_flight is not None:
@@ -198,7 +212,13 @@ def drain_partition(
                 assert files is not None  # chunks were read, so a batch was opened
                 files.last_read = last_read  # below `last` only if the partition went idle or was compacted
                 lake.write_json(
-                    {"first_offset": read_from, "last_offset": last, "written_at": _now().isoformat()},
+                    {
+                        "first_offset": read_from,
+                        "last_offset": last,
+                        "decoded_at": now.isoformat(),  # a replay judges with the same clock and lookback
+                        "late_lookback_seconds": None if lookback is None else lookback.total_seconds(),
+                        "written_at": _now().isoformat(),
+                    },
                     marker_path(root, topic, partition),
                 )
                 in_flight = workers.submit(close_batch, files, chunks, workers)
@@ -324,10 +344,12 @@ class DecodedChunk:
     quarantine: pa.Table | None
 
 
-def decode_chunk(chunk: Chunk, topic: str, partition: int, now: datetime) -> DecodedChunk:
+def decode_chunk(
+    chunk: Chunk, topic: str, partition: int, now: datetime, late_lookback: timedelta | None = None
+) -> DecodedChunk:
     """Decode and validate messages; attach their Kafka coordinates; explain every bad one."""
     messages, values = chunk.messages, chunk.values
-    decoded = decode(values, now=now)
+    decoded = decode(values, now=now, late_lookback=late_lookback)
     if offset_of(messages[-1]) - offset_of(messages[0]) + 1 == len(messages):  # no gaps: the usual case
         offsets = pa.array(np.arange(offset_of(messages[0]), offset_of(messages[-1]) + 1, dtype=np.int64))
     else:  # compacted topics and transaction markers leave gaps
@@ -410,10 +432,11 @@ class BatchFiles:
             file.finish()  # a no-op when already finished
             file.publish()
         files = [file.path for file in raw]
-        quarantined = 0
+        quarantined = too_late = 0
         if self.quarantine:
             quarantine = pa.concat_tables(self.quarantine).sort_by("offset")
             quarantined = quarantine.num_rows
+            too_late = pc.sum(pc.starts_with(quarantine["reason"], readings.TOO_LATE)).as_py() or 0
             # Partitioned by the Kafka timestamp: bad messages may have no usable reading_ts.
             dates = pc.strftime(quarantine["kafka_ts"], "%Y-%m-%d")
             for date in pc.unique(dates).to_pylist():
@@ -439,6 +462,7 @@ class BatchFiles:
             self.valid_rows,
             quarantined,
             [str(f) for f in files],
+            too_late,
         )
 
     def discard(self) -> None:
@@ -468,8 +492,8 @@ def close_batch(files: BatchFiles, chunks: list[Future[None]], workers: ThreadPo
         raise
 
 
-def decode_into(files: BatchFiles, chunk: Chunk, now: datetime) -> None:
-    files.add(decode_chunk(chunk, files.topic, files.partition, now))
+def decode_into(files: BatchFiles, chunk: Chunk, now: datetime, late_lookback: timedelta | None = None) -> None:
+    files.add(decode_chunk(chunk, files.topic, files.partition, now, late_lookback))
 
 
 def _split_by_hour(rows: pa.Table) -> list[tuple[int, pa.Table]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -262,10 +262,10 @@ def test_a_decoder_bug_costs_only_the_messages_it_hits(monkeypatch, caplog) -> N
 
     real_check = decoder._check_rows
 
-    def check_failing_on_one_value(rows: pa.Table, now: datetime):
+    def check_failing_on_one_value(rows: pa.Table, *args):
         if 0.05 in rows["consumption_kwh"].to_pylist():
             raise RuntimeError("simulated decoder bug")
-        return real_check(rows, now)
+        return real_check(rows, *args)
 
     monkeypatch.setattr(decoder, "_check_rows", check_failing_on_one_value)
     values = [encode(reading(consumption_kwh=i / 1000)) for i in range(100)] + [b"garbage"]
@@ -318,3 +318,30 @@ def test_bounded_reason_keeps_short_reasons_and_escapes_lone_surrogates() -> Non
     assert bounded_reason("x" * MAX_REASON_CHARS) == "x" * MAX_REASON_CHARS
     assert len(bounded_reason("x" * (MAX_REASON_CHARS + 1))) == MAX_REASON_CHARS
     assert bounded_reason("meter \ud800") == "meter \\ud800"
+
+
+LOOKBACK = timedelta(days=35)
+
+
+def at(stamp: datetime) -> bytes:
+    return encode(reading(reading_ts=f"{stamp:%Y-%m-%dT%H:%M:%SZ}"))
+
+
+def test_a_reading_older_than_the_lookback_is_quarantined_as_too_late() -> None:
+    cutoff = NOW - LOOKBACK  # 2026-10-19 12:00 UTC
+    values = [
+        at(cutoff),  # exactly the lookback: still in time
+        at(cutoff - timedelta(minutes=15)),
+        at(NOW - timedelta(days=400)),
+        encode(reading(reading_ts="2026-01-01T00:15:00+01:00", voltage=-5.0)),  # impossible first
+        at(NOW - timedelta(hours=1)),
+    ]
+    decoded = decode(values, now=NOW, late_lookback=LOOKBACK)
+    assert decoded.rows["_index"].to_pylist() == [0, 4]
+    assert dict(decoded.rejected) == {
+        1: "too late: reading_ts 2026-10-19T11:45:00Z is 35.0 days old, beyond the 35-day lookback",
+        2: "too late: reading_ts 2025-10-19T12:00:00Z is 400.0 days old, beyond the 35-day lookback",
+        3: "impossible value: voltage=-5 outside 0..1000 V",
+    }
+    assert decode(values, now=NOW).rejected == [(3, "impossible value: voltage=-5 outside 0..1000 V")]  # no lookback
+    assert decode(values[1:2], now=NOW, late_lookback=timedelta(days=40)).rejected == []

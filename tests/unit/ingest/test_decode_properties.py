@@ -3,7 +3,8 @@ one row or one bounded reason, and a batch decodes exactly as each message would
 
 Batches mix random bytes, valid readings, near-valid readings (one field or one byte changed)
 and the known hard cases, around a fill of plain readings long enough for Arrow's vectorised
-path to run (it takes spans of more than 32 messages; shorter ones are decoded in Python).
+path to run (it takes spans of more than 32 messages; shorter ones are decoded in Python),
+with and without a 35-day lookback (too-late readings).
 The settings are explicit and derandomized, so CI runs the same examples every time.
 """
 
@@ -239,9 +240,11 @@ def verdicts(decoded: Decoded) -> dict[int, str | dict[str, Any]]:
 
 
 @PROPERTIES
-@given(batches())
-def test_any_batch_gives_each_message_one_verdict_as_it_would_alone(values: list[bytes | None]) -> None:
-    decoded = decode(values, now=NOW)
+@given(batches(), st.sampled_from([None, timedelta(days=35)]))
+def test_any_batch_gives_each_message_one_verdict_as_it_would_alone(
+    values: list[bytes | None], late_lookback: timedelta | None
+) -> None:
+    decoded = decode(values, now=NOW, late_lookback=late_lookback)
     assert decoded.rows.schema.field("reading_ts").type == pa.timestamp("us", tz="UTC")
     batch = verdicts(decoded)
     # (a) every position exactly once, as a row or as a reason
@@ -252,4 +255,7 @@ def test_any_batch_gives_each_message_one_verdict_as_it_would_alone(values: list
             verdict.encode("utf-8")
     # (c) the batch decodes exactly as each message would alone: same verdict, same values
     for position, value in enumerate(values):
-        assert verdicts(decode([value], now=NOW)) == {0: batch[position]}, (position, value)
+        assert verdicts(decode([value], now=NOW, late_lookback=late_lookback)) == {0: batch[position]}, (
+            position,
+            value,
+        )

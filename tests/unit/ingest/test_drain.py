@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -212,3 +213,64 @@ def test_poison_messages_drain_without_an_exception_each_offset_once(broker, top
         assert row["reason"] == expected[row["offset"]] and len(row["reason"]) <= MAX_REASON_CHARS
     assert quarantine.num_rows == sum(reason is not None for reason in expected.values())
     assert sum(r.messages for r in _drain_all(config, topic, root)) == 0
+
+
+def test_readings_older_than_the_lookback_are_quarantined_as_too_late(broker, topic, config, metrify_home) -> None:
+    from datetime import timedelta
+
+    from tests.unit.ingest.test_decode import encode, reading
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ages = [1, 2, 40, 3, 100, 34]  # days
+    values = [encode(reading(reading_ts=f"{hour - timedelta(days=age):%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
+    produce(
+        [b"one-meter"] * len(values), values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    )
+    root = lake.lake_root()
+    reports = [
+        drain.drain_partition(config, topic, p, root, late_lookback=timedelta(days=35))
+        for p in kafka.partitions(config, topic)
+    ]
+    assert sum(r.too_late for r in reports) == 2 and sum(r.quarantined for r in reports) == 2
+    quarantine = lake.read_table(root / "quarantine" / DATASET).sort_by("offset")
+    assert quarantine["offset"].to_pylist() == [2, 4]
+    for reason, age in zip(quarantine["reason"].to_pylist(), (40, 100), strict=True):
+        assert re.fullmatch(rf"too late: reading_ts \S+Z is {age}\.\d days old, beyond the 35-day lookback", reason)
+    assert lake.count_rows(root / "raw" / DATASET) == 4
+
+
+def test_a_replay_judges_lateness_as_the_attempt_it_replays(broker, topic, config, metrify_home, monkeypatch) -> None:
+    """A reading that turns too late between a crashed attempt and its replay still lands once:
+    the replay decodes with the attempt's clock and lookback and rewrites the same files."""
+    from datetime import timedelta
+
+    from tests.unit.ingest.test_decode import encode, reading
+
+    lookback, hour = timedelta(days=35), datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ages = [lookback - timedelta(minutes=30), timedelta(days=1), timedelta(days=2)]  # the first turns too late
+    values = [encode(reading(reading_ts=f"{hour - age:%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
+    produce(
+        [b"one-meter"] * len(values), values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    )
+    root = lake.lake_root()
+
+    class Crash(Exception):
+        pass
+
+    def crash(result: drain.BatchResult) -> None:
+        raise Crash  # after the files are published, before the offset is committed
+
+    partitions = kafka.partitions(config, topic)
+    for p in partitions:
+        try:
+            drain.drain_partition(config, topic, p, root, late_lookback=lookback, on_batch_written=crash)
+        except Crash:
+            pass
+    assert lake.count_rows(root / "raw" / DATASET) == 3  # all in time at the attempt
+    later = datetime.now(UTC) + timedelta(hours=2)
+    monkeypatch.setattr(drain, "_now", lambda: later)
+    reports = [drain.drain_partition(config, topic, p, root, late_lookback=lookback) for p in partitions]
+    assert sum(r.messages for r in reports) == 3 and all(r.start_offset == 0 for r in reports)
+    raw_rows, quarantined, keys = _lake_state(root)
+    assert (raw_rows, quarantined) == (3, 0), "the replay must judge as the attempt it replays did"
+    assert sorted(offset for _, offset in keys) == [0, 1, 2]
