@@ -345,3 +345,4 @@ def test_a_reading_older_than_the_lookback_is_quarantined_as_too_late() -> None:
     }
     assert decode(values, now=NOW).rejected == [(3, "impossible value: voltage=-5 outside 0..1000 V")]  # no lookback
     assert decode(values[1:2], now=NOW, late_lookback=timedelta(days=40)).rejected == []
+    assert decode(values[:3], now=NOW, late_lookback=timedelta(days=10**6)).rejected == []  # beyond year 1
