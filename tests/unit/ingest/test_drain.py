@@ -246,9 +246,11 @@ def test_a_replay_judges_lateness_as_the_attempt_it_replays(broker, topic, confi
 
     from tests.unit.ingest.test_decode import encode, reading
 
-    lookback, hour = timedelta(days=35), datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    ages = [lookback - timedelta(minutes=30), timedelta(days=1), timedelta(days=2)]  # the first turns too late
-    values = [encode(reading(reading_ts=f"{hour - age:%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
+    lookback, now = timedelta(days=35), datetime.now(UTC)
+    quarter = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0)
+    # the first is 15 to 30 minutes inside the lookback now, and too late two hours later
+    ages = [lookback - timedelta(minutes=30), timedelta(days=1), timedelta(days=2)]
+    values = [encode(reading(reading_ts=f"{quarter - age:%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
     produce(
         [b"one-meter"] * len(values), values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
     )
@@ -267,7 +269,7 @@ def test_a_replay_judges_lateness_as_the_attempt_it_replays(broker, topic, confi
         except Crash:
             pass
     assert lake.count_rows(root / "raw" / DATASET) == 3  # all in time at the attempt
-    later = datetime.now(UTC) + timedelta(hours=2)
+    later = now + timedelta(hours=2)
     monkeypatch.setattr(drain, "_now", lambda: later)
     reports = [drain.drain_partition(config, topic, p, root, late_lookback=lookback) for p in partitions]
     assert sum(r.messages for r in reports) == 3 and all(r.start_offset == 0 for r in reports)
