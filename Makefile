@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test bench up down kafka-up kafka-down clean lint
+.PHONY: run test bench fuzz up down kafka-up kafka-down clean lint
 
 # requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
 # the tests and the lint tools, pinned against it.
@@ -46,6 +46,12 @@ bench: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json
 	@$(BIN)/python -m metrify_dev.bench.quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
 	@$(BIN)/python -m metrify_dev.bench.warehouse --meters 1000
+
+# Coverage-guided fuzzing of the Kafka message decoder (atheris); not part of `make test`, where
+# its hypothesis property tests run. Crashes are written as crash-<sha1> in the current folder.
+FUZZ_SECONDS ?= 300
+fuzz: $(BIN)/.installed
+	@$(BIN)/python -m metrify_dev.fuzz_decode -max_total_time=$(FUZZ_SECONDS)
 
 up: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify up

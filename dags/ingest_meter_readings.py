@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 from metrify.assets import RAW_METER_READINGS
 from metrify.oncall.defaults import deadline, default_args
@@ -17,9 +17,12 @@ watermark seen when it starts, in bounded batches, and writes
 `raw/meter_readings/date=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first>-<last>.parquet`.
 Offsets are committed only after the files are durable, so a retry overwrites instead of
 duplicating. Bad messages go to `quarantine/meter_readings/` with their reason.
-`reconcile` checks messages = raw rows + quarantined rows and updates the asset.
+`reconcile` checks, per partition, offsets = messages read + gaps Kafka reported, and messages
+read = rows counted in the published files' Parquet footers, then updates the asset. Readings older
+than `METRIFY_LATE_LOOKBACK_DAYS` (35) are quarantined as `too late: ...`; `reconcile` then sends
+one on-call alert for the run.
 
-On failure: see `RUNBOOK.md` (sections *Broker down*, *Reconciliation failed*).
+On failure: see `RUNBOOK.md` (sections *Broker down*, *Reconciliation failed*, *Too late readings*).
 """
 
 
@@ -50,7 +53,7 @@ def ingest_meter_readings():
     def reconcile(reports: list[dict]) -> dict:
         from metrify.ingest.tasks import reconcile
 
-        return reconcile(list(reports))
+        return reconcile(list(reports), get_current_context())
 
     reconcile(drain.expand(partition=list_partitions()))
 

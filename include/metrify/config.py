@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,13 @@ class _Environment:
         """The variable's value as set (an empty value stays empty, e.g. to switch a channel off)."""
         return self.environ.get(name, default)
 
+    def days(self, name: str, default: str) -> int:
+        """A positive whole number of days."""
+        value = self.get(name, default)
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{name} must be a positive whole number of days, got {value!r}")
+        return int(value)
+
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.get(name, default).lower()
         if value not in allowed:
@@ -67,6 +75,7 @@ class Settings:
     consumer_group: str
     batch_size: int
     batch_bytes: int
+    late_lookback_days: int
     registry_conn_id: str
     snowflake_conn_id: str
     duckdb_conn_id: str
@@ -87,6 +96,11 @@ class Settings:
     alert_email_from: str
     smtp_host: str
     runbook_url: str
+
+    @property
+    def late_lookback(self) -> timedelta:
+        """How old a reading may be when it is ingested; older ones are quarantined as too late."""
+        return timedelta(days=self.late_lookback_days)
 
     @property
     def kafka_dir(self) -> Path:
@@ -129,6 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # message bytes per batch: with one batch reading and one publishing, a drain holds about
         # twice this (plus Arrow and Parquet buffers); files stay below object stores' single-PUT size
         batch_bytes=int(env.get("METRIFY_BATCH_BYTES", str(64 * 2**20))),
+        # older readings are quarantined at ingestion ("too late: ..."), where on-call hears of them
+        late_lookback_days=env.days("METRIFY_LATE_LOOKBACK_DAYS", "35"),
         registry_conn_id=env.get(*REGISTRY_CONN_ID),
         snowflake_conn_id=env.get(*SNOWFLAKE_CONN_ID),
         duckdb_conn_id=env.get(*DUCKDB_CONN_ID),

@@ -203,6 +203,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"[2/7] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
         f"{options.end:%Y-%m-%d %H:%M} UTC (seed {options.seed}) into topic {settings.meter_topic!r}"
     )
+    too_old = datetime.now(UTC) - settings.late_lookback
+    if options.start < too_old:
+        _say(
+            f"      note: readings before {too_old:%Y-%m-%d %H:%M} UTC are older than METRIFY_LATE_LOOKBACK_DAYS="
+            f"{settings.late_lookback_days} and will be quarantined as too late; raise it to ingest them"
+        )
     counts = simulate_and_produce(settings, options)
     _say(
         f"      produced {counts['messages']:,} messages: {counts['readings']:,} readings, "

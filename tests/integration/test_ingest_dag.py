@@ -20,6 +20,7 @@ from metrify.contracts.readings import DATASET
 from metrify.ingest import kafka
 from metrify_dev.airflow_env import dags_test, ensure_db
 from metrify_dev.simulator import SimulationOptions, produce, simulate
+from tests.unit.ingest.test_decode import encode, reading
 from tests.unit.ingest.test_drain import CRASH
 
 pytestmark = pytest.mark.airflow
@@ -37,6 +38,10 @@ def test_ingest_dag_end_to_end_exactly_once(broker, metrify_home, monkeypatch) -
     monkeypatch.setenv("METRIFY_METER_TOPIC", topic)
     monkeypatch.setenv("METRIFY_CONSUMER_GROUP", group)
     monkeypatch.setenv("METRIFY_BATCH_SIZE", "900")
+    # The simulated day is fixed: keep it within the lookback whatever today's date.
+    monkeypatch.setenv(
+        "METRIFY_LATE_LOOKBACK_DAYS", str((datetime.now(UTC) - datetime(2026, 11, 21, tzinfo=UTC)).days + 35)
+    )
     settings = load_settings()
     connection = {settings.kafka_conn_id: {"conn_type": "kafka", "extra": {"bootstrap.servers": broker["bootstrap"]}}}
 
@@ -53,7 +58,15 @@ def test_ingest_dag_end_to_end_exactly_once(broker, metrify_home, monkeypatch) -
         )
     )
     produce(sim.keys, sim.values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]}))
-    produced = sim.counts["messages"]
+    # and three valid readings from before the lookback, of three meters
+    late = [encode(reading(meter_id=f"DE-LATE-{i}", reading_ts="2026-10-12T00:15:00Z")) for i in range(3)]
+    produce(
+        [f"DE-LATE-{i}".encode() for i in range(3)],
+        late,
+        topic,
+        kafka.producer_config({"bootstrap.servers": broker["bootstrap"]}),
+    )
+    produced = sim.counts["messages"] + len(late)
 
     # An earlier attempt died after writing its first batch of partition 0, before committing.
     config = kafka.consumer_config({"bootstrap.servers": broker["bootstrap"]}, group_id=group)
@@ -69,7 +82,7 @@ def test_ingest_dag_end_to_end_exactly_once(broker, metrify_home, monkeypatch) -
     rows, distinct, quarantined = _state(root)
     assert rows + quarantined == produced, "messages != raw rows + quarantined rows"
     assert rows == distinct, "a message landed twice"
-    assert quarantined == sim.counts["poison_messages"]
+    assert quarantined == sim.counts["poison_messages"] + len(late)
     log_text = first_log.read_text()
     assert "replaying uncommitted batch" in log_text
     assert "micro-batch reconciled" in log_text
@@ -77,3 +90,8 @@ def test_ingest_dag_end_to_end_exactly_once(broker, metrify_home, monkeypatch) -
     second_log = metrify_home / "logs" / "second.log"
     assert dags_test("ingest_meter_readings", second_log, settings, connection), second_log.read_text()[-4000:]
     assert _state(root) == (rows, distinct, quarantined), "a second run changed the lake"
+    # one on-call alert for the run that quarantined too-late readings, none for the second
+    alerts = [json.loads(line) for line in (metrify_home / "alerts.log").read_text().splitlines()]
+    (alert,) = [a for a in alerts if a["kind"] == "too-late readings quarantined"]
+    assert alert["dag_id"] == "ingest_meter_readings" and alert["task_id"] == "reconcile" and alert["run_id"]
+    assert alert["error"].startswith("3 reading(s) older than the ") and alert["runbook"].endswith("#too-late-readings")

@@ -89,5 +89,21 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "humidity": (0.0, 100.0, "%"),
 }
 METER_ID_MAX_LEN = 64
+# A reading older than the lookback (`METRIFY_LATE_LOOKBACK_DAYS`) when it is ingested is
+# quarantined with a reason starting with this, not landed where no gate would judge it again.
+TOO_LATE = "too late:"
 EARLIEST_READING = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW_SECONDS = 24 * 3600
+
+# A quarantine row keeps the message's raw bytes in full; its reason is bounded, because error
+# messages and reprs can quote the message (a 1 MB message must not make a 1 MB reason).
+MAX_REASON_CHARS = 500
+
+
+def bounded_reason(reason: str) -> str:
+    """`reason` as UTF-8-safe text of at most `MAX_REASON_CHARS` characters, marked where cut."""
+    text = reason.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates escaped
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    marker = f"… [reason cut to {MAX_REASON_CHARS} of {len(text)} characters]"
+    return text[: MAX_REASON_CHARS - len(marker)] + marker

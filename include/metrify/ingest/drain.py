@@ -13,12 +13,12 @@ For each bounded batch (at most `batch_size` messages and `batch_bytes` of messa
 4. commit the offset after the batch to Kafka, then record the batch as published.
 
 If the process dies between 3 and 4, the next drain finds the pending batch, re-reads exactly the
-same offsets and rewrites the same file names: the retry overwrites, it never duplicates. The
-same holds for any published batch read again (an operator resetting the offset to a batch's
-first offset). Where Kafka lost the committed offset, the drain resumes from its ledger; an
-offset outside the log fails loudly, naming topic, partition and offsets. A newer drain of the
-same partition fences this one out (the ledger's generation). Memory follows the batch's bytes,
-never the backlog.
+same offsets, judges them with the same clock and late-reading lookback (both in the ledger) and
+rewrites the same file names: the retry overwrites, it never duplicates. The same holds for any
+published batch read again (an operator resetting the offset to a batch's first offset). Where
+Kafka lost the committed offset, the drain resumes from its ledger; an offset outside the log
+fails loudly, naming topic, partition and offsets. A newer drain of the same partition fences
+this one out (the ledger's generation). Memory follows the batch's bytes, never the backlog.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,6 +71,7 @@ class BatchResult:
     valid_rows: int
     quarantined: int
     files: list[str]
+    too_late: int = 0  # of the quarantined: readings older than the lookback
 
 
 @dataclass
@@ -85,6 +86,7 @@ class DrainReport:
     gaps: int = 0
     valid_rows: int = 0
     quarantined: int = 0
+    too_late: int = 0  # of the quarantined: readings older than the lookback ("too late: ...")
     batches: int = 0
     files: list[str] = field(default_factory=list)  # Parquet files published (raw and quarantine)
     seconds: float = 0.0
@@ -95,6 +97,7 @@ class DrainReport:
         self.gaps += result.gaps
         self.valid_rows += result.valid_rows
         self.quarantined += result.quarantined
+        self.too_late += result.too_late
         self.files += result.files
         self.end_offset = result.last_offset + 1
 
@@ -174,7 +177,8 @@ def resolve_start(topic: str, partition: int, committed: int | None, low: int, h
                 f"whose start is no longer in Kafka (log start {low}); its files cannot be rewritten whole. Reset the "
                 f"offset to {inside[1] + 1} or later. See RUNBOOK.md#re-drain-a-range"
             )
-        log.warning("%s: %d lies inside the published batch %d..%d: re-reading that batch whole", where, start, *inside)
+        first, last = inside[0], inside[1]
+        log.warning("%s: %d lies inside the published batch %d..%d: re-reading it whole", where, start, first, last)
         start = inside[0]
     return start
 
@@ -190,11 +194,13 @@ def drain_partition(
     idle_timeout: float = 30.0,
     home: str | None = None,
     on_batch_written: Callable[[BatchResult], None] | None = None,
+    late_lookback: timedelta | None = None,
 ) -> DrainReport:
     """Drain `topic`/`partition` from its committed offset to the high watermark seen at start.
 
-    `on_batch_written` runs after a batch's files are durable and before its offset is
-    committed (tests use it to crash the drain at the worst moment).
+    Readings older than `late_lookback` (the task passes `METRIFY_LATE_LOOKBACK_DAYS`) are
+    quarantined as too late. `on_batch_written` runs after a batch's files are durable and
+    before its offset is committed (tests use it to crash the drain at the worst moment).
     """
     started = time.monotonic()
     _keep_large_allocations_mmapped()
@@ -209,7 +215,7 @@ def drain_partition(
         ledger.forget_before(low)
         committed = found.offset if found.offset >= 0 else None
         if ledger.pending is not None and committed is not None and committed > ledger.pending[1]:
-            ledger.published(*ledger.pending)  # committed, but the drain died before recording it
+            ledger.published()  # committed, but the drain died before recording it
         start = resolve_start(topic, partition, committed, low, high, ledger)
         report = DrainReport(topic, partition, start, start, high, generation=ledger.generation)
         spool = spool_dir(root, topic, partition, ledger.generation, home or os.getcwd())
@@ -230,12 +236,13 @@ def drain_partition(
                 try:
                     if read_from < high:
                         last = _planned_last(ledger, read_from, batch_size, high)
+                        # a replayed batch is judged as it was (same clock, same lookback): same files
+                        now, lookback = ledger.clock_of(read_from) or (_now(), late_lookback)
                         files = BatchFiles(root, topic, partition, read_from, spool)
-                        now = _now()
                         for chunk in reader.chunks(read_from, last, batch_bytes):
                             files.consumed += len(chunk.messages)
                             files.last_read = chunk.last_offset
-                            chunks.append(workers.submit(decode_into, files, chunk, now))
+                            chunks.append(workers.submit(decode_into, files, chunk, now, lookback))
                             del chunk  # a worker holds it until written: memory follows the batch
                     if in_flight is not None:
                         future, _ = in_flight
@@ -247,7 +254,7 @@ def drain_partition(
                         consumer.commit(
                             offsets=[TopicPartition(topic, partition, result.last_offset + 1)], asynchronous=False
                         )
-                        ledger.published(result.first_offset, result.last_offset)
+                        ledger.published()
                         report.add(result)
                         log.info(
                             "%s[%d]: committed %d after batch %d..%d (%d read, %d rows, %d quarantined)",
@@ -272,7 +279,7 @@ def drain_partition(
                         continue
                     break
                 assert files is not None  # chunks were read, so a batch was opened
-                ledger.pending = [files.first, files.last_read]
+                ledger.pending = [files.first, files.last_read, *Ledger.clock_fields(now, lookback)]
                 ledger.check_not_fenced()
                 ledger.save()
                 in_flight = (workers.submit(close_batch, files, chunks, workers), files)
@@ -309,7 +316,8 @@ def _planned_last(ledger: Ledger, first: int, batch_size: int, high: int) -> int
             ledger.topic,
             ledger.partition,
             "uncommitted" if known is ledger.pending else "published",
-            *known,
+            known[0],
+            known[1],
         )
         return min(known[1], high - 1)
     last = min(first + batch_size, high) - 1
@@ -449,10 +457,12 @@ class DecodedChunk:
     quarantine: pa.Table | None
 
 
-def decode_chunk(chunk: Chunk, topic: str, partition: int, now: datetime) -> DecodedChunk:
+def decode_chunk(
+    chunk: Chunk, topic: str, partition: int, now: datetime, late_lookback: timedelta | None = None
+) -> DecodedChunk:
     """Decode and validate messages; attach their Kafka coordinates; explain every bad one."""
     messages, values = chunk.messages, chunk.values
-    decoded = decode(values, now=now)
+    decoded = decode(values, now=now, late_lookback=late_lookback)
     if offset_of(messages[-1]) - offset_of(messages[0]) + 1 == len(messages):  # no gaps: the usual case
         offsets = pa.array(np.arange(offset_of(messages[0]), offset_of(messages[-1]) + 1, dtype=np.int64))
     else:  # compacted topics and transaction markers leave gaps
@@ -539,10 +549,11 @@ class BatchFiles:
             file.publish(target)
             files.append(target)
         valid_rows = sum(file.rows for _, file in raw)
-        quarantined = 0
+        quarantined = too_late = 0
         if self.quarantine:
             quarantine = pa.concat_tables(self.quarantine).sort_by("offset")
             quarantined = quarantine.num_rows
+            too_late = pc.sum(pc.starts_with(quarantine["reason"], readings.TOO_LATE)).as_py() or 0
             # Partitioned by the Kafka timestamp: bad messages may have no usable reading_ts.
             dates = pc.strftime(quarantine["kafka_ts"], "%Y-%m-%d")
             for date in pc.unique(dates).to_pylist():
@@ -570,6 +581,7 @@ class BatchFiles:
             valid_rows,
             quarantined,
             [str(f) for f in files],
+            too_late,
         )
 
     def discard(self) -> None:
@@ -599,8 +611,8 @@ def close_batch(files: BatchFiles, chunks: list[Future[None]], workers: ThreadPo
         raise
 
 
-def decode_into(files: BatchFiles, chunk: Chunk, now: datetime) -> None:
-    files.add(decode_chunk(chunk, files.topic, files.partition, now))
+def decode_into(files: BatchFiles, chunk: Chunk, now: datetime, late_lookback: timedelta | None = None) -> None:
+    files.add(decode_chunk(chunk, files.topic, files.partition, now, late_lookback))
 
 
 def _split_by_hour(rows: pa.Table) -> list[tuple[int, pa.Table]]:

@@ -8,19 +8,21 @@
 * `committed` – the offset after the last batch whose files are published *and* whose offset was
   committed to Kafka; the drain resumes from here when Kafka has lost its committed offset
   (consumer-group offsets expire `offsets.retention.minutes` after the last commit).
-* `pending` – the `[first, last]` offsets of a batch being published, written before its files
-  are: a drain that dies before committing leaves it, and the next drain replays exactly that
-  range under exactly those file names (the retry overwrites, it never duplicates).
-* `batches` – every published batch `[first, last]` still inside the topic's retention. File
-  names depend only on these offsets, so re-reading any published batch (an operator resetting
-  the offset to its first offset) rewrites the same files.
+* `pending` – the `[first, last, decoded_at, lookback_seconds]` of a batch being published,
+  written before its files are: a drain that dies before committing leaves it, and the next drain
+  replays exactly that range, judged with the same clock and late-reading lookback, under exactly
+  those file names (the retry overwrites, it never duplicates).
+* `batches` – every published batch, in the same form, still inside the topic's retention. File
+  names depend only on the offsets, and a re-read batch is judged with its recorded clock, so
+  re-reading any published batch (an operator resetting the offset to its first offset) rewrites
+  the same files with the same rows.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from metrify import lake
@@ -49,8 +51,8 @@ class Ledger:
     partition: int
     generation: int = 0
     committed: int | None = None
-    pending: list[int] | None = None
-    batches: list[list[int]] = field(default_factory=list)
+    pending: list[Any] | None = None
+    batches: list[list[Any]] = field(default_factory=list)
 
     @classmethod
     def read(cls, root: ObjectStoragePath, topic: str, partition: int) -> Ledger:
@@ -97,28 +99,41 @@ class Ledger:
                 "one partition ran at once: see RUNBOOK.md#two-drains"
             )
 
-    def batch_starting_at(self, offset: int) -> list[int] | None:
+    @staticmethod
+    def clock_fields(now: datetime, lookback: timedelta | None) -> list[Any]:
+        """How a batch was judged, to record beside its offsets."""
+        return [now.isoformat(), None if lookback is None else lookback.total_seconds()]
+
+    def clock_of(self, first: int) -> tuple[datetime, timedelta | None] | None:
+        """The clock and lookback the recorded batch starting at `first` was judged with."""
+        batch = self.batch_starting_at(first)
+        if batch is None or len(batch) < 4:
+            return None
+        return datetime.fromisoformat(batch[2]), None if batch[3] is None else timedelta(seconds=batch[3])
+
+    def batch_starting_at(self, offset: int) -> list[Any] | None:
         """The published (or pending) batch whose first offset is `offset`."""
         if self.pending and self.pending[0] == offset:
             return self.pending
         i = bisect.bisect_left(self.batches, [offset, -1])
         return self.batches[i] if i < len(self.batches) and self.batches[i][0] == offset else None
 
-    def batch_containing(self, offset: int) -> list[int] | None:
+    def batch_containing(self, offset: int) -> list[Any] | None:
         i = bisect.bisect_right(self.batches, [offset, float("inf")]) - 1
         return self.batches[i] if i >= 0 and self.batches[i][0] <= offset <= self.batches[i][1] else None
 
-    def next_batch_after(self, offset: int) -> list[int] | None:
+    def next_batch_after(self, offset: int) -> list[Any] | None:
         """The first published batch that starts after `offset` (a new batch must end before it)."""
         i = bisect.bisect_right(self.batches, [offset, float("inf")])
         return self.batches[i] if i < len(self.batches) else None
 
-    def published(self, first: int, last: int) -> None:
-        """Record a batch as published and committed."""
-        batch = [first, last]
-        self.batches = sorted(
-            [b for b in self.batches if b != batch and not (b[0] >= first and b[1] <= last)] + [batch]
-        )
+    def published(self) -> None:
+        """Record the pending batch as published and committed."""
+        assert self.pending is not None, "no pending batch to record"
+        batch = self.pending
+        first, last = batch[0], batch[1]
+        kept = [b for b in self.batches if not (first <= b[0] and b[1] <= last)]  # a re-read batch replaces
+        self.batches = sorted([*kept, batch], key=lambda b: (b[0], b[1]))
         self.pending = None
         self.committed = last + 1
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from metrify import lake
 from metrify.config import Settings, load_settings
+from metrify.contracts import readings
 from metrify.ingest import drain, kafka
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,11 @@ def drain_one(partition: int) -> dict[str, Any]:
         batch_size=settings.batch_size,
         batch_bytes=settings.batch_bytes,
         home=str(settings.home),
+        late_lookback=settings.late_lookback,
     )
     log.info(
-        "drained %s[%d]: offsets %d..%d, %d messages read -> %d rows + %d quarantined in %d batch(es), %.1f s",
+        "drained %s[%d]: offsets %d..%d, %d messages read -> %d rows + %d quarantined (%d too late) in %d "
+        "batch(es), %.1f s",
         report.topic,
         partition,
         report.start_offset,
@@ -45,6 +49,7 @@ def drain_one(partition: int) -> dict[str, Any]:
         report.consumed,
         report.valid_rows,
         report.quarantined,
+        report.too_late,
         report.batches,
         report.seconds,
     )
@@ -66,10 +71,16 @@ def rows_in_files(files: list[str], settings: Settings) -> int:
     return total
 
 
-def reconcile(reports: list[dict[str, Any]], settings: Settings | None = None) -> dict[str, Any]:
+def reconcile(
+    reports: list[dict[str, Any]], context: Mapping[str, Any] | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
     """Each partition's Kafka offset range = messages read + gaps Kafka reported (compaction,
     transaction markers), and messages read = rows in the files the drain published (raw +
-    quarantine), counted from the files themselves. Fails loudly, naming partition and offsets."""
+    quarantine), counted from the files themselves. Fails loudly, naming partition and offsets.
+
+    Readings quarantined as too late (in any partition) page on-call once per run, with the
+    task's `context` (Airflow's) naming the run.
+    """
     settings = settings or load_settings()
     problems = []
     for r in reports:
@@ -83,6 +94,7 @@ def reconcile(reports: list[dict[str, Any]], settings: Settings | None = None) -
     if problems:
         raise RuntimeError("reconciliation failed: " + "; ".join(problems) + ". See RUNBOOK.md#reconciliation-failed")
     totals = {key: sum(r[key] for r in reports) for key in ("consumed", "gaps", "valid_rows", "quarantined")}
+    totals["too_late"] = sum(r.get("too_late", 0) for r in reports)
     partitions = {r["partition"]: [r["start_offset"], r["end_offset"]] for r in reports}
     log.info(
         "micro-batch reconciled: %d messages read (+%d gaps) = %d raw rows + %d quarantined, counted in the "
@@ -97,4 +109,22 @@ def reconcile(reports: list[dict[str, Any]], settings: Settings | None = None) -
         log.warning(
             "%d message(s) quarantined under quarantine/meter_readings/: each row says why", totals["quarantined"]
         )
+    if totals["too_late"]:
+        alert_too_late(reports, context or {}, settings)
     return {**totals, "offsets": partitions, "files": sum(len(r["files"]) for r in reports)}
+
+
+def alert_too_late(reports: list[dict[str, Any]], context: Mapping[str, Any], settings: Settings) -> None:
+    """One on-call alert for all the readings of a run quarantined as too late."""
+    from metrify.oncall import alerts
+
+    late = [r for r in reports if r.get("too_late")]
+    alert = alerts.build_alert("too-late readings quarantined", dict(context))
+    alert["error"] = (
+        f"{sum(r['too_late'] for r in late)} reading(s) older than the {settings.late_lookback_days}-day "
+        f"lookback (METRIFY_LATE_LOOKBACK_DAYS) were quarantined with reason '{readings.TOO_LATE} ...' under "
+        f"quarantine/{readings.DATASET}/: "
+        + ", ".join(f"{r['topic']}[{r['partition']}]: {r['too_late']}" for r in late)
+    )
+    channels = alerts.send(alert)
+    log.warning("alert sent (%s): %s", ", ".join(channels) or "no channel", alerts.alert_text(alert))

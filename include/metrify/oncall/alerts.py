@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
     # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
     ("quality gate", "quality-gate-failed"),
+    ("too-late readings", "too-late-readings"),
     ("expectation", "quality-gate-failed"),
     ("has not published", "source-data-missing"),  # a polled source's intervals past its publication delay
     ("no record for", "source-data-missing"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -180,3 +181,98 @@ def test_a_failure_while_decoding_publishes_nothing_and_commits_nothing(
     assert report.start_offset == 200  # the first batch was committed, the failed one was not
     raw_rows, quarantined, keys = _lake_state(root)
     assert raw_rows + quarantined == report.end_offset == len(set(keys))
+
+
+def test_poison_messages_drain_without_an_exception_each_offset_once(broker, topic, config, metrify_home) -> None:
+    """Every hard case of the decoder, produced between valid readings into one partition, drains
+    without an exception: each offset lands in raw or in quarantine exactly once, a quarantined
+    message keeps its exact bytes and the reason it gets alone, and a second drain reads nothing."""
+    from metrify.contracts.readings import MAX_REASON_CHARS
+    from metrify.ingest.decode import decode
+    from tests.unit.ingest.test_decode import HARD_CASES, POISON, encode, reading
+
+    cases = [*HARD_CASES, *(v for _, v, _ in POISON if len(v) < 900_000), b"{" + b" " * 800_000 + b"]"]
+    values: list[bytes | None] = []
+    for n, case in enumerate(cases):
+        values += [encode(reading(consumption_kwh=(n * 50 + i) / 1000)) for i in range(50)] + [case]
+    producer = kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    produce([b"one-meter"] * len(values), values, topic, producer)  # type: ignore[arg-type]
+
+    root = lake.lake_root()
+    reports = _drain_all(config, topic, root, batch_size=700)
+    assert sum(r.consumed for r in reports) == len(values)
+    raw = lake.read_table(root / "raw" / DATASET, columns=["partition", "offset"])
+    quarantine = lake.read_table(root / "quarantine" / DATASET)
+    offsets = raw["offset"].to_pylist() + quarantine["offset"].to_pylist()
+    assert sorted(offsets) == list(range(len(values))), "an offset is missing or landed twice"
+    assert len(set(raw["partition"].to_pylist() + quarantine["partition"].to_pylist())) == 1
+
+    expected = {i: dict(decode([v], now=datetime.now(UTC)).rejected).get(0) for i, v in enumerate(values)}
+    for row in quarantine.to_pylist():
+        assert row["raw_value"] == values[row["offset"]], "the quarantine must keep the exact bytes"
+        assert row["reason"] == expected[row["offset"]] and len(row["reason"]) <= MAX_REASON_CHARS
+    assert quarantine.num_rows == sum(reason is not None for reason in expected.values())
+    assert sum(r.consumed for r in _drain_all(config, topic, root)) == 0
+
+
+def test_readings_older_than_the_lookback_are_quarantined_as_too_late(broker, topic, config, metrify_home) -> None:
+    from datetime import timedelta
+
+    from tests.unit.ingest.test_decode import encode, reading
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ages = [1, 2, 40, 3, 100, 34]  # days
+    values = [encode(reading(reading_ts=f"{hour - timedelta(days=age):%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
+    produce(
+        [b"one-meter"] * len(values), values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    )
+    root = lake.lake_root()
+    reports = [
+        drain.drain_partition(config, topic, p, root, late_lookback=timedelta(days=35))
+        for p in kafka.partitions(config, topic)
+    ]
+    assert sum(r.too_late for r in reports) == 2 and sum(r.quarantined for r in reports) == 2
+    quarantine = lake.read_table(root / "quarantine" / DATASET).sort_by("offset")
+    assert quarantine["offset"].to_pylist() == [2, 4]
+    for reason, age in zip(quarantine["reason"].to_pylist(), (40, 100), strict=True):
+        assert re.fullmatch(rf"too late: reading_ts \S+Z is {age}\.\d days old, beyond the 35-day lookback", reason)
+    assert lake.count_rows(root / "raw" / DATASET) == 4
+
+
+def test_a_replay_judges_lateness_as_the_attempt_it_replays(broker, topic, config, metrify_home, monkeypatch) -> None:
+    """A reading that turns too late between a crashed attempt and its replay still lands once:
+    the replay decodes with the attempt's clock and lookback and rewrites the same files."""
+    from datetime import timedelta
+
+    from tests.unit.ingest.test_decode import encode, reading
+
+    lookback, now = timedelta(days=35), datetime.now(UTC)
+    quarter = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0)
+    # the first is 15 to 30 minutes inside the lookback now, and too late two hours later
+    ages = [lookback - timedelta(minutes=30), timedelta(days=1), timedelta(days=2)]
+    values = [encode(reading(reading_ts=f"{quarter - age:%Y-%m-%dT%H:%M:%SZ}")) for age in ages]
+    produce(
+        [b"one-meter"] * len(values), values, topic, kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
+    )
+    root = lake.lake_root()
+
+    class Crash(Exception):
+        pass
+
+    def crash(result: drain.BatchResult) -> None:
+        raise Crash  # after the files are published, before the offset is committed
+
+    partitions = kafka.partitions(config, topic)
+    for p in partitions:
+        try:
+            drain.drain_partition(config, topic, p, root, late_lookback=lookback, on_batch_written=crash)
+        except Crash:
+            pass
+    assert lake.count_rows(root / "raw" / DATASET) == 3  # all in time at the attempt
+    later = now + timedelta(hours=2)
+    monkeypatch.setattr(drain, "_now", lambda: later)
+    reports = [drain.drain_partition(config, topic, p, root, late_lookback=lookback) for p in partitions]
+    assert sum(r.consumed for r in reports) == 3 and all(r.start_offset == 0 for r in reports)
+    raw_rows, quarantined, keys = _lake_state(root)
+    assert (raw_rows, quarantined) == (3, 0), "the replay must judge as the attempt it replays did"
+    assert sorted(offset for _, offset in keys) == [0, 1, 2]

@@ -1,14 +1,19 @@
-"""The ingestion DAG's reconciliation, on the reports real drains emit and the files they wrote."""
+"""The ingestion DAG's task bodies: reconciliation on the reports real drains emit and the files
+they wrote, the too-late alert, and settings reaching the drain."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 
 from metrify import lake
-from metrify.ingest import drain, kafka
+from metrify.config import load_settings
+from metrify.ingest import drain, kafka, tasks
 from metrify.ingest.tasks import reconcile
 from tests.unit.ingest.test_drain import DAY, _produce
 
@@ -24,11 +29,22 @@ def drained(broker, metrify_home) -> list[dict]:
     ]
 
 
-def test_reconcile_counts_the_published_files_against_the_offsets_read(drained) -> None:
+@pytest.fixture
+def alert_log(tmp_path, monkeypatch):
+    path = tmp_path / "alerts.log"
+    monkeypatch.setenv("METRIFY_ALERT_LOG", str(path))
+    monkeypatch.delenv("METRIFY_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("METRIFY_ALERT_EMAIL_TO", raising=False)
+    monkeypatch.delenv("METRIFY_LATE_LOOKBACK_DAYS", raising=False)
+    return path
+
+
+def test_reconcile_counts_the_published_files_against_the_offsets_read(drained, alert_log) -> None:
     summary = reconcile(drained)
     assert summary["consumed"] == sum(r["end_offset"] - r["start_offset"] for r in drained) > 0
     assert summary["valid_rows"] + summary["quarantined"] == summary["consumed"] and summary["quarantined"] > 0
     assert summary["offsets"] == {r["partition"]: [r["start_offset"], r["end_offset"]] for r in drained}
+    assert summary["too_late"] == 0 and not alert_log.exists(), "no too-late reading, no alert"
 
 
 def test_reconcile_fails_when_a_published_file_lost_a_row(drained) -> None:
@@ -47,3 +63,55 @@ def test_reconcile_fails_when_offsets_were_read_but_not_counted(drained) -> None
     broken[0]["consumed"] -= 1  # a reader that dropped a message without saying so
     with pytest.raises(RuntimeError, match=r"offsets but \d+ messages read \+ 0 gaps"):
         reconcile(broken)
+
+
+def test_too_late_readings_of_all_partitions_send_one_alert_per_run(alert_log) -> None:
+    ti = SimpleNamespace(
+        dag_id="ingest_meter_readings",
+        task_id="reconcile",
+        map_index=-1,
+        run_id="scheduled__2026-11-23T03:00:00+00:00",
+        try_number=1,
+        log_url="http://localhost:8080/dags/ingest_meter_readings/runs/x/tasks/reconcile",
+    )
+    reports = [
+        {"topic": "meter-readings", "partition": 0, "too_late": 3},
+        {"topic": "meter-readings", "partition": 1, "too_late": 2},
+        {"topic": "meter-readings", "partition": 2, "too_late": 0},
+    ]
+    tasks.alert_too_late(reports, {"ti": ti}, load_settings())
+
+    (alert,) = [json.loads(line) for line in alert_log.read_text().splitlines()]
+    assert alert["kind"] == "too-late readings quarantined"
+    assert alert["dag_id"] == "ingest_meter_readings" and alert["task_id"] == "reconcile"
+    assert alert["error"] == (
+        "5 reading(s) older than the 35-day lookback (METRIFY_LATE_LOOKBACK_DAYS) were quarantined "
+        "with reason 'too late: ...' under quarantine/meter_readings/: meter-readings[0]: 3, meter-readings[1]: 2"
+    )
+    assert alert["runbook"].endswith("RUNBOOK.md#too-late-readings")
+
+
+def test_drain_one_quarantines_by_the_configured_lookback(broker, metrify_home, alert_log, monkeypatch) -> None:
+    from metrify_dev.simulator import produce
+    from tests.unit.ingest.test_decode import encode, reading
+
+    topic, group = f"meters-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("METRIFY_METER_TOPIC", topic)
+    monkeypatch.setenv("METRIFY_CONSUMER_GROUP", group)
+    monkeypatch.setenv("METRIFY_LATE_LOOKBACK_DAYS", "10")
+    extra = {"bootstrap.servers": broker["bootstrap"]}
+    monkeypatch.setattr(
+        tasks, "kafka_consumer_config", lambda s: kafka.consumer_config(extra, group_id=s.consumer_group)
+    )
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    values = [encode(reading(reading_ts=f"{hour - timedelta(days=age):%Y-%m-%dT%H:%M:%SZ}")) for age in (1, 20, 5)]
+    produce([b"one-meter"] * 3, values, topic, kafka.producer_config(extra))
+
+    reports = [tasks.drain_one(partition) for partition in tasks.list_partitions()]
+    assert sum(r["consumed"] for r in reports) == 3 and sum(r["too_late"] for r in reports) == 1
+    summary = reconcile(reports)
+    assert summary["too_late"] == 1 and "10-day lookback" in json.loads(alert_log.read_text())["error"]
+    quarantined = pq.read_table(
+        [f.removeprefix("file://") for r in reports for f in r["files"] if "/quarantine/" in f]
+    ).to_pylist()
+    assert [row["reason"].startswith("too late") for row in quarantined] == [True]
