@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 SOURCE_KEYS = {grid.DATASET: grid.KEY, weather.DATASET: weather.KEY}
 SOURCE_TIME_COLUMNS = {grid.DATASET: grid.TIME_COLUMN, weather.DATASET: weather.TIME_COLUMN}
-LOOKBACK_DAYS = 7  # automatic re-gating of meter readings looks at the newest raw days; older ones: conf
 
 
 @dataclass(frozen=True, order=True)
@@ -172,11 +171,16 @@ def publish_verdict(
 
 
 def recent_date_partitions(base: ObjectStoragePath, lookback_days: int) -> list[str]:
-    """The newest `lookback_days` `date=` partition names right below `base` (no file listing)."""
+    """The `date=` partition names right below `base` (no file listing) at most `lookback_days`
+    days older than the newest one."""
     if not base.exists():
         return []
     names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in base.fs.ls(base.path, detail=False)]
-    return sorted(n.split("=", 1)[1] for n in names if n.startswith("date="))[-lookback_days:]
+    dates = sorted(n.split("=", 1)[1] for n in names if n.startswith("date="))
+    if not dates:
+        return []
+    oldest = (datetime.fromisoformat(dates[-1]) - timedelta(days=lookback_days)).date().isoformat()
+    return [d for d in dates if d >= oldest]
 
 
 def changed_intervals(
@@ -184,7 +188,7 @@ def changed_intervals(
 ) -> list[GateInterval]:
     """Intervals of `raw/<dataset>` whose files changed since the gate last judged them (the
     marker records the fingerprint of the files it saw: names, sizes, modification times).
-    `lookback_days` limits the search to the newest `date=` partitions right below the dataset
+    `lookback_days` limits the search to the `date=` partitions that many days from the newest
     (meter readings); otherwise every file is listed."""
     base = root / "raw" / dataset
     if lookback_days is None:
@@ -333,13 +337,16 @@ def run_gate(
     return report
 
 
-def pending_intervals(settings: Settings | None = None, lookback_days: int = LOOKBACK_DAYS) -> list[dict[str, Any]]:
-    """Hour partitions of raw/meter_readings (newest `lookback_days` days) whose files changed
-    since the gate last judged them."""
-    root = lake.lake_root(settings or load_settings())
+def pending_intervals(settings: Settings | None = None, lookback_days: int | None = None) -> list[dict[str, Any]]:
+    """Hour partitions of raw/meter_readings whose files changed since the gate last judged them,
+    among the days the drain still accepts readings for (`METRIFY_LATE_LOOKBACK_DAYS`, counted
+    back from the newest raw day, plus one for a reading's day boundary). Older days are gated on
+    request (the DAG's `date` parameter)."""
+    settings = settings or load_settings()
+    days = settings.late_lookback_days + 1 if lookback_days is None else lookback_days
     return [
         {"date": i.date, "hour": i.hour}
-        for i in changed_intervals(root, readings.DATASET, hourly=True, lookback_days=lookback_days)
+        for i in changed_intervals(lake.lake_root(settings), readings.DATASET, hourly=True, lookback_days=days)
     ]
 
 

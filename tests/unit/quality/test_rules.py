@@ -208,5 +208,17 @@ def test_automatic_regating_looks_back_a_bounded_number_of_days(metrify_home) ->
     for day in ("2026-11-14", "2026-11-15", "2026-11-16"):
         start = pd.Timestamp(f"{day}T05:00:00Z")
         _write_raw(root, batch(start=start), day, 5)
-    assert [i["date"] for i in gate.pending_intervals(lookback_days=2)] == ["2026-11-15", "2026-11-16"]
+    assert [i["date"] for i in gate.pending_intervals(lookback_days=1)] == ["2026-11-15", "2026-11-16"]
     assert quality_tasks.intervals_from_request([], {"date": "2026-11-14"}) == [{"date": "2026-11-14", "hour": 5}]
+
+
+def test_automatic_regating_covers_every_day_the_drain_still_accepts(metrify_home, monkeypatch) -> None:
+    """A reading the drain accepted late (up to METRIFY_LATE_LOOKBACK_DAYS old) is gated without
+    anyone asking: its day lies inside the gate's automatic window."""
+    monkeypatch.setenv("METRIFY_LATE_LOOKBACK_DAYS", "20")
+    root = lake.lake_root()
+    for day in ("2026-10-26", "2026-10-27", "2026-11-16"):  # 21, 20 and 0 days before the newest
+        _write_raw(root, batch(start=pd.Timestamp(f"{day}T05:00:00Z")), day, 5)
+    assert [i["date"] for i in gate.pending_intervals()] == ["2026-10-26", "2026-10-27", "2026-11-16"]
+    monkeypatch.setenv("METRIFY_LATE_LOOKBACK_DAYS", "19")
+    assert [i["date"] for i in gate.pending_intervals()] == ["2026-10-27", "2026-11-16"]
