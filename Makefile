@@ -5,10 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test bench fuzz up down kafka-up kafka-down clean lint
+.PHONY: run test bench chaos fuzz up down kafka-up kafka-down clean lint
 
-# requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
-# the tests and the lint tools, pinned against it.
 # requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
 # the tests and the lint tools, pinned against it.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml include/pyproject.toml
@@ -46,6 +44,14 @@ bench: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json
 	@$(BIN)/python -m metrify_dev.bench.quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
 	@$(BIN)/python -m metrify_dev.bench.warehouse --meters 1000
+
+# The chaos test at full size: 1 million messages on a real broker, drains SIGKILLed 20 times
+# (`make test` runs it reduced). ~30-60 min on 2 cores.
+CHAOS_MESSAGES ?= 1000000
+CHAOS_KILLS ?= 20
+chaos: $(BIN)/.installed $(MANIFEST)
+	@CHAOS_MESSAGES=$(CHAOS_MESSAGES) CHAOS_KILLS=$(CHAOS_KILLS) $(BIN)/python -m pytest -p no:cacheprovider \
+		tests/integration/test_chaos.py -s
 
 # Coverage-guided fuzzing of the Kafka message decoder (atheris); not part of `make test`, where
 # its hypothesis property tests run. Crashes are written as crash-<sha1> in the current folder.

@@ -3,10 +3,10 @@
 
 Runs whenever the ingestion updates `metrify://lake/raw/meter_readings`.
 
-1. **find_intervals** – the hour partitions to judge: the `intervals` of the triggering asset
-   events' extra (`[{"date": "YYYY-MM-DD", "hour": H}, ...]`) if the producer sent them,
-   the `intervals` / `date` of a manual run's conf, else every raw hour partition whose files
-   changed since the gate last judged it (the gate marker records the files it saw).
+1. **find_intervals** – the hour partitions to judge: the `intervals`
+   (`[{"date": "YYYY-MM-DD", "hour": H}, ...]`) or `date` of a manual run's conf, else every raw
+   hour partition whose files changed since the gate last judged it (the gate marker records
+   the files it saw), on the days the drain still accepts readings for.
 2. **gate** (mapped, one task per hour) – Great Expectations checkpoint (suites
    `meter_readings` and `meter_readings_completeness`) plus vectorised row rules. Failing rows
    go to `quarantine/meter_readings_gate/` with their reason. If a *critical* expectation
@@ -52,12 +52,8 @@ def quality_meter_readings() -> None:
     def find_intervals() -> list[dict[str, Any]]:
         from metrify.quality.tasks import intervals_from_request
 
-        context = get_current_context()
-        extras = []
-        for events in (context.get("triggering_asset_events") or {}).values():
-            extras += [dict(getattr(event, "extra", None) or {}) for event in events]
-        conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
-        return intervals_from_request(extras, conf)
+        conf = dict(getattr(get_current_context().get("dag_run"), "conf", None) or {})
+        return intervals_from_request(conf)
 
     # one gate at a time: the GX file context (suites, results, Data Docs) is shared on disk
     @task(outlets=[VALIDATED_METER_READINGS], max_active_tis_per_dagrun=1)

@@ -79,4 +79,19 @@ def test_quality_dag_gates_each_hour_and_detects_anomalies(metrify_home) -> None
                 "where a.uri = 'metrify://lake/validated/meter_readings'"
             )
         ).fetchall()
-    assert len(events) == 1 and '"hour": 5' in events[0][0]
+    assert len(events) == 1
+    # the contract, on the payload the gate really emitted: the transform's reading of it
+    from types import SimpleNamespace
+
+    from metrify.assets import VALIDATED_METER_READINGS
+    from metrify.warehouse.tasks import validated_intervals
+
+    (interval,) = validated_intervals({VALIDATED_METER_READINGS: [SimpleNamespace(extra=json.loads(events[0][0]))]})
+    assert (interval.dataset, interval.date, interval.hour, interval.status) == (
+        "meter_readings",
+        "2026-11-16",
+        5,
+        "passed",
+    )
+    validated_rows = lake.count_rows(root / "validated" / readings.DATASET / "date=2026-11-16" / "hour=05")
+    assert interval.rows == validated_rows > 0

@@ -203,15 +203,11 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
     return summary
 
 
-def intervals_from_request(
-    extras: list[dict[str, Any]], conf: dict[str, Any], settings: Settings | None = None
-) -> list[dict[str, Any]]:
-    """The hour intervals a quality run must judge.
-
-    Order of precedence: a manual run's conf (`{"intervals": [{"date":..,"hour":..}]}` or
-    `{"date": "YYYY-MM-DD"}` for all its raw hours), the triggering asset events' extra
-    (`intervals`), else every raw hour whose files changed since the gate last judged it.
-    """
+def intervals_from_request(conf: dict[str, Any], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The hour intervals a quality run must judge: a manual run's conf (`{"intervals":
+    [{"date":..,"hour":..}]}`, or `{"date": "YYYY-MM-DD"}` for all its raw hours), else every raw
+    hour whose files changed since the gate last judged it (what a scheduled run does: the raw
+    files themselves say what is new, so no event payload has to)."""
 
     def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         seen = {(str(i["date"]), int(i["hour"])) for i in items}
@@ -228,9 +224,6 @@ def intervals_from_request(
         base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=str(conf["date"]))
         hours = {int(p.split("hour=")[1].split("/")[0]) for p in lake.list_files(base) if "hour=" in p}
         return clean([{"date": conf["date"], "hour": h} for h in hours])
-    requested = [i for extra in extras for i in (extra.get("intervals") or [])]
-    if requested:
-        return clean(requested)
     return pending_intervals(settings)
 
 

@@ -148,19 +148,19 @@ def test_interval_selection(metrify_home) -> None:
     lake.write_json({"raw_fingerprint": lake.fingerprint(root, files)}, gate.marker_path(root, "2026-11-16", 5))
     assert gate.pending_intervals() == [{"date": "2026-11-16", "hour": 6}]
     _write_raw(root, batch(), "2026-11-16", 5, name="t+0+002-003")  # new data for hour 5
-    assert quality_tasks.intervals_from_request([], {}) == [
+    assert quality_tasks.intervals_from_request({}) == [
         {"date": "2026-11-16", "hour": 5},
         {"date": "2026-11-16", "hour": 6},
     ]
-    assert quality_tasks.intervals_from_request([{"intervals": [{"date": "2026-11-16", "hour": 6}]}], {}) == [
+    assert quality_tasks.intervals_from_request({"intervals": [{"date": "2026-11-16", "hour": 6}]}) == [
         {"date": "2026-11-16", "hour": 6}
     ]
-    assert quality_tasks.intervals_from_request([], {"date": "2026-11-16"}) == [
+    assert quality_tasks.intervals_from_request({"date": "2026-11-16"}) == [
         {"date": "2026-11-16", "hour": 5},
         {"date": "2026-11-16", "hour": 6},
     ]
     with pytest.raises(ValueError, match="hour 24"):
-        quality_tasks.intervals_from_request([], {"intervals": [{"date": "2026-11-16", "hour": 24}]})
+        quality_tasks.intervals_from_request({"intervals": [{"date": "2026-11-16", "hour": 24}]})
 
 
 def test_run_anomalies_writes_findings_and_scores(metrify_home) -> None:
@@ -209,7 +209,7 @@ def test_automatic_regating_looks_back_a_bounded_number_of_days(metrify_home) ->
         start = pd.Timestamp(f"{day}T05:00:00Z")
         _write_raw(root, batch(start=start), day, 5)
     assert [i["date"] for i in gate.pending_intervals(lookback_days=1)] == ["2026-11-15", "2026-11-16"]
-    assert quality_tasks.intervals_from_request([], {"date": "2026-11-14"}) == [{"date": "2026-11-14", "hour": 5}]
+    assert quality_tasks.intervals_from_request({"date": "2026-11-14"}) == [{"date": "2026-11-14", "hour": 5}]
 
 
 def test_automatic_regating_covers_every_day_the_drain_still_accepts(metrify_home, monkeypatch) -> None:
