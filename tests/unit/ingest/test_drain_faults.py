@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -16,6 +19,8 @@ from metrify.contracts.readings import DATASET
 from metrify.ingest import drain, kafka
 from metrify.ingest.ledger import Ledger
 from tests.unit.ingest.test_drain import _drain_all, _lake_state, _produce
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -89,23 +94,63 @@ def test_an_out_of_range_fetch_is_an_error_never_a_silent_jump() -> None:
         reader._is_partition_eof(_OutOfRange())
 
 
-def test_re_draining_from_a_batch_start_rewrites_the_same_files(broker, topic, metrify_home) -> None:
-    """RUNBOOK.md#re-drain-a-range: reset the group's offset to a published batch's first offset
-    (or anywhere inside it) and drain again: the same files are rewritten, nothing doubles, even
-    with more messages in the partition than at the first drain."""
+def _runbook_commands(section: str) -> list[str]:
+    """The shell commands of a RUNBOOK.md section's first bash block, as an operator reads them."""
+    body = (REPO / "RUNBOOK.md").read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    block = body.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _run_as_operator(command: str, env: dict[str, str], **placeholders: int) -> subprocess.CompletedProcess:
+    for name, value in placeholders.items():
+        command = command.replace(f"<{name}>", str(value))
+    argv = shlex.split(command)
+    assert argv[0] == "python", command
+    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _printed_json(stdout: str) -> dict:
+    """The JSON document the command printed last (Airflow's own warnings may come before it)."""
+    return json.loads(stdout[stdout.rindex("\n{") + 1 :] if not stdout.startswith("{") else stdout)
+
+
+def test_the_runbook_re_drain_steps_as_written_rewrite_the_same_files(broker, topic, metrify_home) -> None:
+    """RUNBOOK.md#re-drain-a-range, its commands run as written: reset the group's offset inside a
+    published batch whose raw file was damaged, drain again: the batch is rewritten whole under
+    its recorded names and nothing doubles, even with more messages in the partition by then."""
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    config = _config(broker, group)
     first = _produce(broker, topic, meters=30, seed=3)
-    config = _config(broker)
     root = lake.lake_root()
     _drain_all(config, topic, root, batch_size=300)
     files_before = set(lake.list_files(root / "raw" / DATASET)) | set(lake.list_files(root / "quarantine" / DATASET))
     batches = Ledger.read(root, topic, 0).batches
     assert len(batches) >= 3
+    damaged = next(f for f in lake.list_files(root / "raw" / DATASET) if f"+0+{batches[1][0]:012d}-" in f)
+    (root / "raw" / DATASET / damaged).unlink()
     more = _produce(broker, topic, meters=30, seed=4)
-    _commit(config, topic, 0, batches[1][0] + 7)  # an operator's reset, inside the second batch
-    reports = _drain_all(config, topic, root, batch_size=300)
+
+    connection = {"conn_type": "kafka", "extra": {"bootstrap.servers": broker["bootstrap"]}}
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(connection),
+        "METRIFY_METER_TOPIC": topic,
+        "METRIFY_CONSUMER_GROUP": group,
+    }
+    show, reset = _runbook_commands("Re-drain a range")
+    shown = _run_as_operator(show, env, p=0)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert _printed_json(shown.stdout)["ledger_committed"] == batches[-1][1] + 1
+    done = _run_as_operator(reset, env, p=0, a=batches[1][0] + 7)  # inside the damaged batch
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _printed_json(done.stdout)["next_drain_starts_at"] == batches[1][0]
+    refused = _run_as_operator(reset, env, p=0, a=10**9)
+    assert refused.returncode == 2 and "outside the log" in refused.stderr, refused.stderr[-2000:]
+
+    reports = _drain_all(config, topic, root, batch_size=300)  # the next ingest run
     assert reports[0].start_offset == batches[1][0]
     files_after = set(lake.list_files(root / "raw" / DATASET)) | set(lake.list_files(root / "quarantine" / DATASET))
-    assert files_before <= files_after  # the replayed batches kept their names
+    assert files_before <= files_after  # the damaged file is back, the replayed batches kept their names
     _exactly_once(root, first.counts["messages"] + more.counts["messages"])
 
 
