@@ -146,8 +146,8 @@ def evaluate_rows(
             (
                 repeat & ~conflict,
                 lambda i: (
-                    f"exact duplicate of the reading of record at partition {lineage[0][record[i]]} "
-                    f"offset {lineage[1][record[i]]} (same meter_id, reading_ts, values)"
+                    f"exact duplicate: same meter_id, reading_ts and values as the reading of record, partition "
+                    f"{lineage[0][record[i]]} offset {lineage[1][record[i]]}"
                 ),
             ),
             (

@@ -69,7 +69,10 @@ def test_each_bad_row_gets_its_reason_and_the_rest_stays_usable() -> None:
     # the later copy in Kafka order is the reading of record: a correction replaces the original
     assert "superseded by a later correction: 2 copies" in reasons[5] and "offset 100" in reasons[5]
     assert pd.isna(reasons[12]) and checked.loc[12, "conflict"] and checked.loc[5, "conflict"]
-    assert "exact duplicate of the reading of record at partition 0 offset 101" in reasons[6]
+    assert (
+        "exact duplicate: same meter_id, reading_ts and values as the reading of record, partition 0 offset 101"
+        in reasons[6]
+    )
     assert pd.isna(reasons[13])
     assert int(reasons.notna().sum()) == 6
 
