@@ -114,7 +114,8 @@ def test_daily_dag_includes_the_metrics(dagbag):
 @pytest.mark.parametrize("name, dag_id", [("transform.py", "transform"), ("warehouse_daily.py", "warehouse_daily")])
 def test_watcher_producer_runs_first_and_every_model_keeps_a_retryable_task(dagbag, name, dag_id):
     """WATCHER (the measured default): one producer task runs `dbt build` after the loads, the
-    first sensors wait for it, and every model and its tests stay a task one can clear alone."""
+    first sensors wait for it, and every model and its tests stay a task one can clear alone (that a
+    retry rebuilds its model and nothing else: tests/integration/test_watcher_retry.py)."""
     assert load_settings().dbt_execution_mode == "watcher"
     dag = dagbag[name][0].dags[dag_id]
     producer = dag.get_task("dbt.dbt_producer_watcher")
@@ -127,4 +128,3 @@ def test_watcher_producer_runs_first_and_every_model_keeps_a_retryable_task(dagb
     assert len(sensors) >= 18
     for sensor in sensors:
         assert sensor.retries >= 1 and sensor.pool == cosmos_config.pool() and sensor.deferrable, sensor.task_id
-        assert hasattr(sensor, "_fallback_to_non_watcher_run"), sensor.task_id  # a retry runs its model alone
