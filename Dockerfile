@@ -18,4 +18,4 @@ COPY --chown=airflow:0 dbt /opt/airflow/dbt
 COPY --chown=airflow:0 airflow_settings.yaml /opt/airflow/airflow_settings.yaml
 
 ENV METRIFY_HOME=/opt/airflow/metrify \
-    METRIFY_DBT_PROJECT_DIR=/opt/airflow/dbt
+    METRIFY_DBT_DIR=/opt/airflow/dbt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import PROJECT_ROOT, WAREHOUSE_TARGETS, load_settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -25,6 +26,54 @@ def compose() -> dict:
 def used_connection_ids() -> set[str]:
     settings = load_settings()
     return {settings.kafka_conn_id, settings.lake_conn_id, *settings.source_conn_ids.values()}
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(word.split("=", 1) for word in shlex.split(line.removeprefix("ENV ")))
+    return env
+
+
+def metrify_variables_read() -> set[str]:
+    """Every METRIFY_* variable the production code reads: `load_settings()` (recorded as it
+    reads) and the dbt project's `env_var(...)` calls."""
+
+    class Recorder(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return super().get(key, default)
+
+    read: set[str] = set()
+    for target in WAREHOUSE_TARGETS:
+        load_settings(Recorder(METRIFY_WAREHOUSE_TARGET=target))
+    for path in (PROJECT_ROOT / "dbt").rglob("*.yml"):
+        if "target" not in path.relative_to(PROJECT_ROOT / "dbt").parts:
+            read.update(re.findall(r"env_var\(\s*['\"](METRIFY_\w+)['\"]", path.read_text()))
+    return {name for name in read if name.startswith("METRIFY_")}
+
+
+def test_every_metrify_variable_the_image_and_compose_set_is_one_the_code_reads(compose) -> None:
+    """A renamed setting must be renamed everywhere: a variable the code does not read would
+    leave the code on its default (e.g. a dbt project path inside the package)."""
+    read = metrify_variables_read()
+    assert "METRIFY_DBT_DIR" in read and "METRIFY_HOME" in read, sorted(read)
+    set_by = {name: "Dockerfile ENV" for name in dockerfile_env()}
+    for service, spec in compose["services"].items():
+        for name in spec.get("environment", {}):
+            set_by.setdefault(name, f"docker-compose.yaml service {service}")
+    unread = {name: where for name, where in set_by.items() if name.startswith("METRIFY_") and name not in read}
+    assert not unread, f"set but never read by metrify: {unread}"
+
+
+def test_every_variable_the_image_sets_is_documented_in_the_configuration_table() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(METRIFY_\w+)` \|", table, re.M))
+    assert {n for n in dockerfile_env() if n.startswith("METRIFY_")} <= documented, sorted(documented)
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:
