@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.warehouse import cosmos_config, dbt_runner
+from tests import REPO_ROOT
 
-DAGS = PROJECT_ROOT / "dags"
+DAGS = REPO_ROOT / "dags"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def parse_seconds(name: str, pycache: Path) -> float:
         "assert not bag.import_errors and len(bag.dags) == 1, (bag.import_errors, bag.dags)\n"
         "print(time.perf_counter() - t)"
     )
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), "PYTHONPYCACHEPREFIX": str(pycache)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "include"), "PYTHONPYCACHEPREFIX": str(pycache)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from metrify import lake
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.quality.verdicts import read_verdicts
 from metrify.warehouse import dbt_runner, duckdb_loader
 from metrify_dev import airflow_env
 from metrify_dev import sample_lake as wd
+from tests import REPO_ROOT
 
 pytestmark = pytest.mark.airflow
 
@@ -51,7 +52,7 @@ def transform(warehouse):
         dbt_runner.build_manifest()
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "transform.py"))
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "transform.py"))
     assert bag.import_errors == {}, bag.import_errors
     return bag.dags["transform"]
 

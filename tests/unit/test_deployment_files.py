@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metrify.config import PROJECT_ROOT, WAREHOUSE_TARGETS, load_settings
+from metrify.config import WAREHOUSE_TARGETS, load_settings
+from tests import REPO_ROOT
 
-COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
-DOCKERFILE = PROJECT_ROOT / "Dockerfile"
-SETTINGS_FILE = PROJECT_ROOT / "airflow_settings.yaml"
+COMPOSE = REPO_ROOT / "docker-compose.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+SETTINGS_FILE = REPO_ROOT / "airflow_settings.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,8 @@ def metrify_variables_read() -> set[str]:
     read: set[str] = set()
     for target in WAREHOUSE_TARGETS:
         load_settings(Recorder(METRIFY_WAREHOUSE_TARGET=target))
-    for path in (PROJECT_ROOT / "dbt").rglob("*.yml"):
-        if "target" not in path.relative_to(PROJECT_ROOT / "dbt").parts:
+    for path in (REPO_ROOT / "dbt").rglob("*.yml"):
+        if "target" not in path.relative_to(REPO_ROOT / "dbt").parts:
             read.update(re.findall(r"env_var\(\s*['\"](METRIFY_\w+)['\"]", path.read_text()))
     return {name for name in read if name.startswith("METRIFY_")}
 
@@ -70,7 +71,7 @@ def test_every_metrify_variable_the_image_and_compose_set_is_one_the_code_reads(
 
 
 def test_every_variable_the_image_sets_is_documented_in_the_configuration_table() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(METRIFY_\w+)` \|", table, re.M))
     assert {n for n in dockerfile_env() if n.startswith("METRIFY_")} <= documented, sorted(documented)
@@ -124,7 +125,7 @@ def test_no_secret_is_committed_in_the_settings_files() -> None:
 
 def test_dockerfile_uses_the_pinned_airflow_and_installs_the_project() -> None:
     text = DOCKERFILE.read_text()
-    pinned = re.search(r"^apache-airflow==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M).group(1)
+    pinned = re.search(r"^apache-airflow==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", text, re.M)
     for needed in ("requirements.txt", "include", "dags", "dbt", "plugins"):
         assert needed in text, f"Dockerfile does not copy {needed}"
@@ -141,11 +142,11 @@ def test_the_image_gets_the_production_package_and_requirements_only() -> None:
     assert not [c for c in copies if c in ("include", "include/", ".") or "metrify_dev" in c], copies
     pinned = {
         line.split("==")[0].split("[")[0]
-        for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
     assert not [p for p in DEV_ONLY if p in pinned], sorted(p for p in DEV_ONLY if p in pinned)
-    dev = (PROJECT_ROOT / "requirements-dev.txt").read_text()
+    dev = (REPO_ROOT / "requirements-dev.txt").read_text()
     for package in DEV_ONLY:
         assert re.search(rf"^{package}==", dev, re.M), f"{package} is not pinned in requirements-dev.txt"
 
@@ -153,6 +154,6 @@ def test_the_image_gets_the_production_package_and_requirements_only() -> None:
 def test_the_production_project_file_packages_only_metrify() -> None:
     import tomllib
 
-    project = tomllib.loads((PROJECT_ROOT / "include" / "pyproject.toml").read_text())
+    project = tomllib.loads((REPO_ROOT / "include" / "pyproject.toml").read_text())
     assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["metrify", "metrify.*"]
     assert "scripts" not in project["project"]

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.ingest import kafka
-from metrify_dev import kafka_mock
+from metrify_dev import REPO_ROOT, kafka_mock
 
 PEAK_RSS = """
 import resource
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=load_settings().batch_size)
     parser.add_argument("--poison-rate", type=float, default=0.0001)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved raw/drain runs; the best of each counts")
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench-results" / "ingest.json")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench-results" / "ingest.json")
     args = parser.parse_args(argv)
     result = run(args.messages, args.batch_size, args.poison_rate, args.repeats)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,9 @@ def test_each_failure_kind_links_its_runbook_section(error: str, section: str) -
 
 
 def test_every_linked_section_exists_in_the_runbook() -> None:
-    from metrify.config import PROJECT_ROOT
+    from tests import REPO_ROOT
 
-    runbook = (PROJECT_ROOT / "RUNBOOK.md").read_text()
+    runbook = (REPO_ROOT / "RUNBOOK.md").read_text()
     anchors = {s for _, s in alerts.RUNBOOK_SECTIONS} | {"triage", "deadline-missed"}
     for anchor in anchors:
         heading = anchor.replace("-", " ")

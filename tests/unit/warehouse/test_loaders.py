@@ -9,16 +9,17 @@ import pytest
 
 from metrify import lake
 from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.contracts.events import ValidatedInterval
 from metrify.contracts.geography import CITIES
 from metrify.warehouse import business_calendar, catalog, cosmos_config, duckdb_loader, snowflake_loader
 from metrify.warehouse import tasks as warehouse_tasks
 from metrify_dev import postgres
+from tests import REPO_ROOT
 
 
 def test_cities_seed_matches_geography():
-    with open(PROJECT_ROOT / "dbt" / "seeds" / "cities.csv", newline="") as handle:
+    with open(REPO_ROOT / "dbt" / "seeds" / "cities.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["city"], r["postal_code"], r["region"], r["grid_operator"]) for r in rows] == [
         (c.name, c.postal_code, c.region, c.tso) for c in CITIES
