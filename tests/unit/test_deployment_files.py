@@ -131,6 +131,31 @@ def test_dockerfile_uses_the_pinned_airflow_and_installs_the_project() -> None:
         assert needed in text, f"Dockerfile does not copy {needed}"
 
 
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(instruction, arguments) of each Dockerfile line, continuation lines joined, comments out."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [tuple(line.split(None, 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
+
+
+def test_the_image_builds_the_dbt_manifest_cosmos_renders_from() -> None:
+    """Cosmos renders the warehouse DAGs from dbt/target/manifest.json and the DAG files never run
+    dbt, so the image builds it (`dbt parse`, no warehouse, no network) from the dbt project it
+    copied, with the package installed and the image's settings in place; the host's dbt output
+    stays out of the build context. (tests/unit/test_image_install.py runs that step.)"""
+    steps = dockerfile_instructions()
+    builds = [i for i, (op, args) in enumerate(steps) if op == "RUN" and "build_manifest()" in args]
+    assert builds, "no RUN step builds the dbt manifest (metrify.warehouse.dbt_runner.build_manifest)"
+    copies_dbt = [i for i, (op, args) in enumerate(steps) if op == "COPY" and args.split()[-2] == "dbt"]
+    installs = [i for i, (op, args) in enumerate(steps) if op == "RUN" and "--no-deps /opt/metrify" in args]
+    sets_dir = [i for i, (op, args) in enumerate(steps) if op == "ENV" and "METRIFY_DBT_DIR=" in args]
+    assert copies_dbt and installs and sets_dir and max(copies_dbt + installs + sets_dir) < builds[0], steps
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert "dbt/target" in ignored, "the host's dbt/target would be copied into the image"
+    flags = yaml.safe_load((REPO_ROOT / "dbt" / "dbt_project.yml").read_text()).get("flags", {})
+    assert flags.get("send_anonymous_usage_stats") is False, "dbt would call home while the image builds"
+
+
 DEV_ONLY = ("pytest", "moto", "fakesnow", "selenium", "pgserver", "demandlib", "holidays", "ruff", "mypy", "sqlfluff")
 
 
