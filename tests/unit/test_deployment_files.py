@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shlex
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metrify.config import WAREHOUSE_TARGETS, load_settings
+from metrify.config import DUCKDB_POOL, WAREHOUSE_TARGETS, load_settings
 from tests import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
@@ -24,9 +26,92 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def used_connection_ids() -> set[str]:
-    settings = load_settings()
-    return {settings.kafka_conn_id, settings.lake_conn_id, *settings.source_conn_ids.values()}
+@pytest.fixture(scope="module")
+def dag_bag():
+    """Every DAG of dags/, parsed as the DAG processor parses them (the warehouse DAGs from the
+    dbt manifest, built here when missing, as `make` builds it)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from metrify.warehouse import dbt_runner
+
+    if not load_settings().dbt_manifest.exists():
+        dbt_runner.build_manifest()
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.dags and not bag.import_errors, bag.import_errors
+    return bag
+
+
+def connection_ids_the_code_uses(dag_bag) -> dict[str, str]:
+    """Each connection id the code uses, and where it comes from: every `*_conn_id` and
+    `*_conn_ids` setting (their defaults, for each warehouse target) and every connection id the
+    DAGs' tasks carry (an operator's `*conn_id` attribute, a Cosmos task's profile mapping)."""
+    used: dict[str, str] = {}
+    for target in WAREHOUSE_TARGETS:
+        settings = load_settings({"METRIFY_WAREHOUSE_TARGET": target})
+        for field in dataclasses.fields(settings):
+            value = getattr(settings, field.name)
+            if field.name.endswith("_conn_id"):
+                used.setdefault(value, f"setting {field.name}")
+            elif field.name.endswith("_conn_ids"):
+                for key, conn_id in value.items():
+                    used.setdefault(conn_id, f"setting {field.name}[{key}]")
+    for dag in dag_bag.dags.values():
+        for task in dag.tasks:
+            where = f"task {dag.dag_id}.{task.task_id}"
+            for name, value in vars(task).items():
+                if name.endswith("conn_id") and isinstance(value, str):
+                    used.setdefault(value, f"{where}.{name}")
+            mapping = getattr(getattr(task, "profile_config", None), "profile_mapping", None)
+            if mapping is not None:
+                used.setdefault(mapping.conn_id, f"{where} (dbt profile)")
+    return used
+
+
+def pools_the_code_uses(dag_bag) -> dict[str, str]:
+    """Each pool the code names, and where: the DuckDB pool, each warehouse target's pool and
+    every DAG task's pool; Airflow's own `default_pool` always exists and is left out."""
+    used = {DUCKDB_POOL: "metrify.config.DUCKDB_POOL"}
+    for target in WAREHOUSE_TARGETS:
+        used.setdefault(load_settings({"METRIFY_WAREHOUSE_TARGET": target}).warehouse_pool, f"{target} warehouse")
+    for dag in dag_bag.dags.values():
+        for task in dag.tasks:
+            used.setdefault(task.pool, f"task {dag.dag_id}.{task.task_id}")
+    used.pop("default_pool", None)
+    return used
+
+
+def astro_settings() -> dict:
+    return yaml.safe_load(SETTINGS_FILE.read_text())["airflow"]
+
+
+def airflow_services(compose) -> dict[str, dict]:
+    """The services that run the Airflow image (they share one environment)."""
+    return {name: s for name, s in compose["services"].items() if s.get("image", "").startswith("metrify-airflow")}
+
+
+def compose_connections(service: dict) -> dict[str, dict]:
+    environment = service["environment"]
+    return {
+        key.removeprefix("AIRFLOW_CONN_").lower(): json.loads(value)
+        for key, value in environment.items()
+        if key.startswith("AIRFLOW_CONN_")
+    }
+
+
+def compose_pools(compose) -> dict[str, int]:
+    """The pools the init service creates (`airflow pools set <name> <slots> <description>`)."""
+    command = " ".join(map(str, compose["services"]["init"]["command"]))
+    pools = {}
+    for line in command.splitlines():
+        words = shlex.split(line.strip().rstrip("&").strip())
+        if words[:3] == ["airflow", "pools", "set"]:
+            pools[words[3]] = int(words[4])
+    return pools
+
+
+def interpolate(value: str) -> str:
+    """A compose value with its `${VAR:-default}` references at their defaults (nothing set)."""
+    return re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -105,13 +190,50 @@ def test_airflow_runs_on_celery_with_scalable_workers(compose) -> None:
     assert {"postgres", "kafka", "minio", "redis", "init"} <= set(services)
 
 
-def test_every_connection_the_dags_use_is_defined_for_astro_and_compose(compose) -> None:
-    astro = {c["conn_id"] for c in yaml.safe_load(SETTINGS_FILE.read_text())["airflow"]["connections"]}
-    environment = compose["services"]["airflow-scheduler"]["environment"]
-    in_compose = {k.removeprefix("AIRFLOW_CONN_").lower() for k in environment if k.startswith("AIRFLOW_CONN_")}
-    for conn_id in used_connection_ids():
-        assert conn_id in astro, f"{conn_id} missing from airflow_settings.yaml"
-        assert conn_id in in_compose, f"{conn_id} missing from docker-compose.yaml"
+def test_every_connection_the_code_uses_is_defined_for_astro_and_compose(compose, dag_bag) -> None:
+    used = connection_ids_the_code_uses(dag_bag)
+    # the derivation itself: the registry, both warehouses, the broker, the lake, the APIs
+    assert {"postgres_default", "metrify_duckdb", "snowflake_default", "kafka_default", "aws_default"} <= set(used)
+    astro = {c["conn_id"]: c for c in astro_settings()["connections"]}
+    missing = {conn_id: where for conn_id, where in used.items() if conn_id not in astro}
+    assert not missing, f"missing from airflow_settings.yaml: {missing}"
+    services = airflow_services(compose)
+    assert {"init", "airflow-scheduler", "airflow-worker"} <= set(services)
+    for name, service in services.items():
+        in_compose = compose_connections(service)
+        missing = {conn_id: where for conn_id, where in used.items() if conn_id not in in_compose}
+        assert not missing, f"missing from docker-compose.yaml service {name}: {missing}"
+        for conn_id in used:
+            types = (in_compose[conn_id]["conn_type"], astro[conn_id]["conn_type"])
+            assert types[0] == types[1], f"{conn_id}: conn_type {types[0]} in compose, {types[1]} in astro"
+
+
+def test_every_pool_the_code_uses_is_created_for_astro_and_compose(compose, dag_bag) -> None:
+    used = pools_the_code_uses(dag_bag)
+    assert DUCKDB_POOL in used, used
+    astro = {p["pool_name"]: p["pool_slot"] for p in astro_settings()["pools"]}
+    in_compose = compose_pools(compose)
+    for pool, where in used.items():
+        assert pool in astro, f"pool {pool} ({where}) missing from airflow_settings.yaml"
+        assert pool in in_compose, f"pool {pool} ({where}) is not created by docker-compose.yaml's init"
+        assert astro[pool] == in_compose[pool], (
+            f"pool {pool}: {astro[pool]} slots in astro, {in_compose[pool]} in compose"
+        )
+    assert astro[DUCKDB_POOL] == 1, "DuckDB allows one writing process: its pool has one slot"
+
+
+def test_the_duckdb_connection_points_at_the_warehouse_file_the_loaders_write(compose) -> None:
+    """Cosmos's dbt profile reads the DuckDB file from the connection, the lake loaders from
+    the settings: in the image (Dockerfile ENV, compose environment) both name one file."""
+    service = airflow_services(compose)["airflow-worker"]
+    image_env = {**dockerfile_env(), **{k: interpolate(str(v)) for k, v in service["environment"].items()}}
+    settings = load_settings(image_env)
+    assert settings.warehouse_path.is_relative_to("/opt/airflow"), settings.warehouse_path
+    assert compose_connections(service)[settings.duckdb_conn_id]["host"] == str(settings.warehouse_path)
+    astro = {c["conn_id"]: c for c in astro_settings()["connections"]}
+    assert astro[settings.duckdb_conn_id]["conn_host"] == str(settings.warehouse_path)
+    volumes = [str(v).split(":")[1] for v in service.get("volumes", [])]
+    assert str(settings.home) in volumes, "each container would keep its own DuckDB file: share METRIFY_HOME"
 
 
 def test_no_secret_is_committed_in_the_settings_files() -> None:
