@@ -8,16 +8,15 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
 from metrify.config import DUCKDB_POOL, WAREHOUSE_TARGETS, load_settings
-from tests import REPO_ROOT
+from tests import REPO_ROOT, dockerfile
 
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
-DOCKERFILE = REPO_ROOT / "Dockerfile"
 SETTINGS_FILE = REPO_ROOT / "airflow_settings.yaml"
 
 
@@ -114,16 +113,6 @@ def interpolate(value: str) -> str:
     return re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
 
 
-def dockerfile_env() -> dict[str, str]:
-    """The variables the Dockerfile's ENV instructions set (continuation lines joined)."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("ENV "):
-            env.update(word.split("=", 1) for word in shlex.split(line.removeprefix("ENV ")))
-    return env
-
-
 def metrify_variables_read() -> set[str]:
     """Every METRIFY_* variable the production code reads: `load_settings()` (recorded as it
     reads) and the dbt project's `env_var(...)` calls."""
@@ -147,7 +136,7 @@ def test_every_metrify_variable_the_image_and_compose_set_is_one_the_code_reads(
     leave the code on its default (e.g. a dbt project path inside the package)."""
     read = metrify_variables_read()
     assert "METRIFY_DBT_DIR" in read and "METRIFY_HOME" in read, sorted(read)
-    set_by = {name: "Dockerfile ENV" for name in dockerfile_env()}
+    set_by = {name: "Dockerfile ENV" for name in dockerfile.env()}
     for service, spec in compose["services"].items():
         for name in spec.get("environment", {}):
             set_by.setdefault(name, f"docker-compose.yaml service {service}")
@@ -159,7 +148,7 @@ def test_every_variable_the_image_sets_is_documented_in_the_configuration_table(
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(METRIFY_\w+)` \|", table, re.M))
-    assert {n for n in dockerfile_env() if n.startswith("METRIFY_")} <= documented, sorted(documented)
+    assert {n for n in dockerfile.env() if n.startswith("METRIFY_")} <= documented, sorted(documented)
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:
@@ -226,7 +215,7 @@ def test_the_duckdb_connection_points_at_the_warehouse_file_the_loaders_write(co
     """Cosmos's dbt profile reads the DuckDB file from the connection, the lake loaders from
     the settings: in the image (Dockerfile ENV, compose environment) both name one file."""
     service = airflow_services(compose)["airflow-worker"]
-    image_env = {**dockerfile_env(), **{k: interpolate(str(v)) for k, v in service["environment"].items()}}
+    image_env = {**dockerfile.env(), **{k: interpolate(str(v)) for k, v in service["environment"].items()}}
     settings = load_settings(image_env)
     assert settings.warehouse_path.is_relative_to("/opt/airflow"), settings.warehouse_path
     assert compose_connections(service)[settings.duckdb_conn_id]["host"] == str(settings.warehouse_path)
@@ -246,18 +235,11 @@ def test_no_secret_is_committed_in_the_settings_files() -> None:
 
 
 def test_dockerfile_uses_the_pinned_airflow_and_installs_the_project() -> None:
-    text = DOCKERFILE.read_text()
+    text = dockerfile.DOCKERFILE.read_text()
     pinned = re.search(r"^apache-airflow==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", text, re.M)
     for needed in ("requirements.txt", "include", "dags", "dbt", "plugins"):
         assert needed in text, f"Dockerfile does not copy {needed}"
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(instruction, arguments) of each Dockerfile line, continuation lines joined, comments out."""
-    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
-    text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
-    return [tuple(line.split(None, 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
 
 
 def test_the_image_builds_the_dbt_manifest_cosmos_renders_from() -> None:
@@ -265,15 +247,18 @@ def test_the_image_builds_the_dbt_manifest_cosmos_renders_from() -> None:
     dbt, so the image builds it (`dbt parse`, no warehouse, no network) from the dbt project it
     copied, with the package installed and the image's settings in place; the host's dbt output
     stays out of the build context. (tests/unit/test_image_install.py runs that step.)"""
-    steps = dockerfile_instructions()
+    steps = dockerfile.instructions()
     builds = [i for i, (op, args) in enumerate(steps) if op == "RUN" and "build_manifest()" in args]
     assert builds, "no RUN step builds the dbt manifest (metrify.warehouse.dbt_runner.build_manifest)"
-    copies_dbt = [i for i, (op, args) in enumerate(steps) if op == "COPY" and args.split()[-2] == "dbt"]
+    copies_dbt = [
+        i for i, (op, args) in enumerate(steps) if op == "COPY" and dockerfile.copy_arguments(args)[0] == ["dbt"]
+    ]
     installs = [i for i, (op, args) in enumerate(steps) if op == "RUN" and "--no-deps /opt/metrify" in args]
     sets_dir = [i for i, (op, args) in enumerate(steps) if op == "ENV" and "METRIFY_DBT_DIR=" in args]
     assert copies_dbt and installs and sets_dir and max(copies_dbt + installs + sets_dir) < builds[0], steps
-    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
-    assert "dbt/target" in ignored, "the host's dbt/target would be copied into the image"
+    ignore = dockerfile.ignore_patterns()
+    assert dockerfile.ignored(PurePosixPath("dbt/target/manifest.json"), ignore), "the host's manifest would be copied"
+    assert not dockerfile.ignored(PurePosixPath("dbt/models/marts/dim_meters.sql"), ignore)
     flags = yaml.safe_load((REPO_ROOT / "dbt" / "dbt_project.yml").read_text()).get("flags", {})
     assert flags.get("send_anonymous_usage_stats") is False, "dbt would call home while the image builds"
 
@@ -284,7 +269,9 @@ DEV_ONLY = ("pytest", "moto", "fakesnow", "selenium", "pgserver", "demandlib", "
 def test_the_image_gets_the_production_package_and_requirements_only() -> None:
     """The Dockerfile copies `include/metrify` (never `metrify_dev` or the whole `include/`) and
     installs requirements.txt, which holds none of the local stack's or the tests' packages."""
-    copies = [line.split()[-2] for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY")]
+    copies = [
+        src for op, args in dockerfile.instructions() if op == "COPY" for src in dockerfile.copy_arguments(args)[0]
+    ]
     assert "include/metrify" in copies and "include/pyproject.toml" in copies, copies
     assert not [c for c in copies if c in ("include", "include/", ".") or "metrify_dev" in c], copies
     pinned = {
