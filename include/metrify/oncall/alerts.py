@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Error text -> runbook section: the first match wins.
 RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
     # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
+    ("not in the registry", "meter-not-in-the-registry"),
     ("quality gate", "quality-gate-failed"),
     ("too-late readings", "too-late-readings"),
     ("expectation", "quality-gate-failed"),

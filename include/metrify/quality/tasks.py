@@ -17,6 +17,7 @@ import pyarrow as pa
 from metrify import lake
 from metrify.config import Settings, load_settings
 from metrify.contracts import grid, readings, weather
+from metrify.contracts.calendar import quarter_hours_in_day
 from metrify.contracts.events import ValidatedInterval
 from metrify.quality import anomalies
 from metrify.quality.checkpoint import QualityGateError
@@ -32,7 +33,7 @@ from metrify.quality.gate import (
 )
 from metrify.quality.grid_anomalies import run_grid_anomalies
 from metrify.quality.rules import INTERVAL, evaluate_rows
-from metrify.quality.scores import SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
+from metrify.quality.scores import METER_DAY_TIMEZONE, SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -171,6 +172,9 @@ def read_day(root: ObjectStoragePath, date: str) -> pd.DataFrame:
 def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]:
     """Detect anomalies in one meter-day of raw readings; write findings and meter-day scores.
 
+    The meter-day is the UTC day (`METER_DAY_TIMEZONE`), like the lake partitions it reads and
+    writes, so 96 quarter-hours are due per meter, DST change days included (the calendar says
+    so; Europe/Berlin business days are the warehouse's `meter_quality_tiers`).
     Findings go to `anomalies/meter_readings/date=<date>/`, scores to
     `quality/meter_day_scores/date=<date>/` (both overwritten: a re-run is idempotent).
     """
@@ -187,7 +191,8 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
     findings = anomalies.detect_anomalies(frame, day_start, window_end)
     path = anomalies.write_anomalies(findings, root, date)
     checked = evaluate_rows(frame, day_start + INTERVAL, day_end + INTERVAL)
-    scores = meter_day_scores(checked, findings)
+    scores = meter_day_scores(checked, findings, timezone=METER_DAY_TIMEZONE)
+    due_per_meter = quarter_hours_in_day(day_start.date(), METER_DAY_TIMEZONE)
     score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
     lake.write_parquet(pa.Table.from_pandas(scores, schema=SCORE_SCHEMA, preserve_index=False), score_path)
     summary = {
@@ -197,7 +202,7 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
         "anomalies_path": str(path),
         "scores_path": str(score_path),
         "tiers": scores["quality_tier"].value_counts().to_dict(),
-        "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * 96),
+        "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * due_per_meter),
     }
     log.info("anomalies for %s: %s", date, json.dumps(summary, default=str))
     return summary

@@ -75,6 +75,7 @@ def test_failure_alert_goes_to_log_and_webhook_with_runbook_link(tmp_path, monke
             "source-data-missing",
         ),
         ("dwd: 1 of 24 cities failed …: Köln: no record for 2026-11-22 14:00–16:00 UTC", "source-data-missing"),
+        ("meters not in the registry: DE0000401403 (first reading 2026-03-28 00:15 UTC)", "meter-not-in-the-registry"),
         ("something nobody foresaw", "triage"),
     ],
 )
