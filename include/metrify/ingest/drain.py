@@ -585,7 +585,9 @@ class BatchFiles:
         )
 
     def discard(self) -> None:
-        for file in self.raw_files.values():
+        with self._lock:
+            opened = list(self.raw_files.values())
+        for file in opened:
             file.discard()
 
     def _raw_path(self, epoch_hour: int) -> ObjectStoragePath:
@@ -607,6 +609,7 @@ def close_batch(files: BatchFiles, chunks: list[Future[None]], workers: ThreadPo
             chunk.result()
         return files.close(workers)
     except BaseException:
+        wait(chunks)  # the batch's other chunks may still be writing: let them finish first
         files.discard()
         raise
 
