@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from metrify import validate
+
 
 def _source_checkout() -> Path | None:
     """The repository this module runs from (`<repo>/include/metrify/config.py`, the editable dev
@@ -163,7 +165,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=home,
         lake_url=env.get("METRIFY_LAKE_URL", (home / "lake").as_uri()),
         lake_conn_id=env.get(*LAKE_CONN_ID),
-        meter_topic=env.get("METRIFY_METER_TOPIC", "meter-readings"),
+        # a folder of the lake's _state/ and part of every raw file name: a Kafka topic name only
+        meter_topic=validate.topic(env.get("METRIFY_METER_TOPIC", "meter-readings"), "METRIFY_METER_TOPIC"),
         kafka_conn_id=env.get(*KAFKA_CONN_ID),
         consumer_group=env.get("METRIFY_CONSUMER_GROUP", "metrify-ingest"),
         batch_size=int(env.get("METRIFY_BATCH_SIZE", "100000")),
