@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from metrify import validate
+from metrify import redaction, validate
 from metrify.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def lake_root(settings: Settings | None = None) -> ObjectStoragePath:
     if url.startswith("file://"):
         os.makedirs(url.removeprefix("file://"), exist_ok=True)
         return ObjectStoragePath(url)
+    redaction.register_connection(settings.lake_conn_id)  # its keys reach no log or alert
     return ObjectStoragePath(url, conn_id=settings.lake_conn_id)
 
 
