@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from metrify_dev import REPO_ROOT
+from tests import REPO_ROOT
 
 LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 SWITCHES = ("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "DBT_SEND_ANONYMOUS_USAGE_STATS", "GX_ANALYTICS_ENABLED")
