@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from metrify import validate
 
 
 def _source_checkout() -> Path | None:
@@ -107,11 +109,12 @@ class Settings:
     grid_repoll_hours: float
     weather_repoll_hours: float
     alert_log: str
-    alert_webhook_url: str
+    alert_webhook_url: str = field(repr=False)  # a credential: never in a repr
     alert_email_to: str
     alert_email_from: str
     smtp_host: str
     runbook_url: str
+    pseudonym_key: str = field(repr=False)  # keys the meter pseudonyms of alerts (metrify.redaction)
 
     @property
     def late_lookback(self) -> timedelta:
@@ -163,7 +166,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=home,
         lake_url=env.get("METRIFY_LAKE_URL", (home / "lake").as_uri()),
         lake_conn_id=env.get(*LAKE_CONN_ID),
-        meter_topic=env.get("METRIFY_METER_TOPIC", "meter-readings"),
+        # a folder of the lake's _state/ and part of every raw file name: a Kafka topic name only
+        meter_topic=validate.topic(env.get("METRIFY_METER_TOPIC", "meter-readings"), "METRIFY_METER_TOPIC"),
         kafka_conn_id=env.get(*KAFKA_CONN_ID),
         consumer_group=env.get("METRIFY_CONSUMER_GROUP", "metrify-ingest"),
         batch_size=int(env.get("METRIFY_BATCH_SIZE", "100000")),
@@ -195,6 +199,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_email_from=env.get("METRIFY_ALERT_EMAIL_FROM", "metrify-alerts@localhost"),
         smtp_host=env.get("METRIFY_SMTP_HOST", "localhost"),
         runbook_url=env.get("METRIFY_RUNBOOK_URL", "RUNBOOK.md"),  # or the runbook's URL in your repository host
+        # empty: a random key generated once into <METRIFY_HOME>/pseudonym.key (metrify.redaction)
+        pseudonym_key=env.raw("METRIFY_PSEUDONYM_KEY", ""),
     )
 
 

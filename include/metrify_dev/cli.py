@@ -326,8 +326,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         "triggerer); first start ~1-2 min ..."
     )
     info = stack.up(meters=args.meters)
-    users = ", ".join(f"{user} / {password}" for user, password in info["passwords"].items())
-    _say(f"Airflow UI: {info['url']}  (log in as: {users})")
+    users = ", ".join(info["passwords"])
+    _say(f"Airflow UI: {info['url']}  (users: {users}; passwords in {info['passwords_file']})")
     _say(f"Kafka: {info['kafka']}; logs in {load_settings().home / 'stack'}; stop everything with `make down`")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metrify import lake
+from metrify import lake, redaction
 from metrify.config import environ_overrides
 from metrify.quality.verdicts import read_verdicts
 from metrify.warehouse import dbt_runner, duckdb_loader
@@ -64,7 +64,9 @@ def test_a_meter_the_registry_learns_a_day_late(warehouse_home, tmp_path_factory
         assert first["unregistered_meters"] == {"meters": 1, "readings": readings_day_one[0][0], "newly_alerted": [new]}
         sent = alerts(alert_log)
         assert len(sent) == 1 and sent[0]["kind"] == "meters not in the registry"
-        assert new in sent[0]["error"] and sent[0]["runbook"].endswith("#meter-not-in-the-registry")
+        assert sent[0]["runbook"].endswith("#meter-not-in-the-registry")
+        # the alert names the meter by its pseudonym only (README, Security)
+        assert redaction.pseudonym(new) in sent[0]["error"] and new not in json.dumps(sent[0])
         # the same state reported again (e.g. the next hourly run): counted, not alerted again
         assert warehouse_tasks.report()["unregistered_meters"]["newly_alerted"] == []
         assert len(alerts(alert_log)) == 1

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.contracts import readings
 from metrify.ingest.decode import decode
 from metrify.ingest.ledger import STATE_LAYER, Ledger
@@ -202,6 +202,7 @@ def drain_partition(
     quarantined as too late. `on_batch_written` runs after a batch's files are durable and
     before its offset is committed (tests use it to crash the drain at the worst moment).
     """
+    validate.topic(topic, "topic")  # it names lake folders and files
     started = time.monotonic()
     _keep_large_allocations_mmapped()
     consumer = Consumer(consumer_config)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.config import Settings, load_settings
 from metrify.contracts import grid, readings, weather
 from metrify.contracts.calendar import quarter_hours_in_day
@@ -83,9 +82,14 @@ def gate_source_day(dataset: str, date: str) -> tuple[dict[str, Any], dict[str, 
 
 
 def source_days(dataset: str, conf: dict[str, Any]) -> list[str]:
-    """UTC days of `dataset` to judge: a manual run's conf (`{"<dataset>": [dates]}`), else every
-    day whose raw files changed since the gate last judged it."""
-    return sorted(set(conf[dataset])) if conf.get(dataset) else pending_days(dataset)
+    """UTC days of `dataset` to judge: a manual run's conf (`{"<dataset>": [dates]}`, each date
+    checked), else every day whose raw files changed since the gate last judged it."""
+    if not conf.get(dataset):
+        return pending_days(dataset)
+    dates = conf[dataset]
+    if not isinstance(dates, list):
+        raise ValueError(f"{dataset} must be a list of dates YYYY-MM-DD; got {dates!r}")
+    return sorted({validate.iso_date(d, f"{dataset}[{n}]") for n, d in enumerate(dates)})
 
 
 def grid_anomalies_of(dates: list[str]) -> list[dict[str, Any]]:
@@ -114,12 +118,14 @@ def record_release(dataset: str, date: str, hour: int | None, reason: str, relea
     publishes its usable rows with status `released` and updates the validated asset)."""
     if dataset not in RELEASABLE:
         raise ValueError(f"cannot release dataset {dataset!r}: one of {sorted(RELEASABLE)}")
-    datetime.strptime(date, "%Y-%m-%d")
+    validate.iso_date(date, "date")
     hourly, dag_id = RELEASABLE[dataset]
     if hourly != (hour is not None):
         raise ValueError(
             f"{dataset} is judged per {'hour' if hourly else 'day'}: {'give' if hourly else 'leave out'} the hour"
         )
+    if hour is not None:
+        hour = validate.hour(hour, "hour")
     root = lake.lake_root(load_settings())
     interval = GateInterval(dataset, date, hour)
     files = (
@@ -214,21 +220,24 @@ def intervals_from_request(conf: dict[str, Any], settings: Settings | None = Non
     hour whose files changed since the gate last judged it (what a scheduled run does: the raw
     files themselves say what is new, so no event payload has to)."""
 
-    def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        seen = {(str(i["date"]), int(i["hour"])) for i in items}
-        for date, hour in seen:
-            datetime.strptime(date, "%Y-%m-%d")
-            if not 0 <= hour <= 23:
-                raise ValueError(f"interval hour {hour} of {date} is not 0..23")
-        return [{"date": d, "hour": h} for d, h in sorted(seen)]
-
     if conf.get("intervals"):
-        return clean(list(conf["intervals"]))
+        items = conf["intervals"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ValueError(f'intervals must be a list of {{"date": "YYYY-MM-DD", "hour": H}}; got {items!r}')
+        seen = {
+            (
+                validate.iso_date(i.get("date"), f"intervals[{n}].date"),
+                validate.hour(i.get("hour"), f"intervals[{n}].hour"),
+            )
+            for n, i in enumerate(items)
+        }
+        return [{"date": d, "hour": h} for d, h in sorted(seen)]
     if conf.get("date"):
+        date = validate.iso_date(conf["date"], "date")
         settings = settings or load_settings()
-        base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=str(conf["date"]))
-        hours = {int(p.split("hour=")[1].split("/")[0]) for p in lake.list_files(base) if "hour=" in p}
-        return clean([{"date": conf["date"], "hour": h} for h in hours])
+        base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=date)
+        hours = {p.split("hour=")[1].split("/")[0] for p in lake.list_files(base) if "hour=" in p}
+        return [{"date": date, "hour": h} for h in sorted(validate.hour(h, "hour") for h in hours)]
     return pending_intervals(settings)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date as Date
 from typing import Any
 
-from metrify import lake
+from metrify import lake, redaction
 from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS, VALIDATED_WEATHER
 from metrify.config import Settings, load_settings
 from metrify.contracts.events import ValidatedInterval
@@ -59,6 +59,8 @@ def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settin
         if days is None:
             raise ValueError("loading Snowflake needs the days to load (the DAG passes its data interval)")
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
 
         with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
             cursor = conn.cursor()
@@ -148,6 +150,8 @@ def load_registry_for_transform(settings: Settings | None = None) -> int:
         )
     if settings.warehouse_target == "snowflake":
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
 
         with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
             return load_registry_snowflake(conn.cursor(), frame)
