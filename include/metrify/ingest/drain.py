@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from metrify import lake, validate
+from metrify.config import load_settings
 from metrify.contracts import readings
 from metrify.ingest.decode import decode
 from metrify.ingest.ledger import STATE_LAYER, Ledger
@@ -219,7 +220,7 @@ def drain_partition(
             ledger.published()  # committed, but the drain died before recording it
         start = resolve_start(topic, partition, committed, low, high, ledger)
         report = DrainReport(topic, partition, start, start, high, generation=ledger.generation)
-        spool = spool_dir(root, topic, partition, ledger.generation, home or os.getcwd())
+        spool = spool_dir(root, topic, partition, ledger.generation, home or str(load_settings().home))
         clear_older_spools(spool)
         consumer.assign([TopicPartition(topic, partition, start)])
         reader = _PartitionReader(consumer, topic, partition, poll_timeout, idle_timeout)
