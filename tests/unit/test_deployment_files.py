@@ -111,6 +111,7 @@ def compose_pools(compose) -> dict[str, int]:
 def interpolate(value: str) -> str:
     """A compose value with its `${VAR:-default}` references at their defaults and its required
     `${VAR:?message}` ones as `<VAR>` (nothing set)."""
+
     def default(match: re.Match[str]) -> str:
         return f"<{match.group(1)}>" if match.group(0).startswith(f"${{{match.group(1)}:?") else match.group(2) or ""
 
