@@ -18,4 +18,10 @@ COPY --chown=airflow:0 dbt /opt/airflow/dbt
 COPY --chown=airflow:0 airflow_settings.yaml /opt/airflow/airflow_settings.yaml
 
 ENV METRIFY_HOME=/opt/airflow/metrify \
-    METRIFY_DBT_PROJECT_DIR=/opt/airflow/dbt
+    METRIFY_DBT_DIR=/opt/airflow/dbt
+
+# Cosmos renders the warehouse DAGs from dbt/target/manifest.json and the DAG files never run dbt:
+# build it here. `dbt parse` needs the project and its profiles.yml only (no warehouse, no
+# network); the host's dbt/target stays out of the build context (.dockerignore).
+RUN python -c "from metrify.warehouse.dbt_runner import build_manifest; build_manifest()" \
+    && rm -rf "$METRIFY_HOME/logs"

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test bench chaos fuzz up down kafka-up kafka-down clean lint
+.PHONY: run test bench chaos fuzz up down kafka-up kafka-down clean lint audit
 
 # requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
 # the tests and the lint tools, pinned against it.
@@ -62,6 +62,13 @@ chaos: $(BIN)/.installed $(MANIFEST)
 FUZZ_SECONDS ?= 300
 fuzz: $(BIN)/.installed
 	@$(BIN)/python -m metrify_dev.fuzz_decode -max_total_time=$(FUZZ_SECONDS)
+
+# Known vulnerabilities of the pinned production set (requirements.txt is fully pinned, so no
+# resolution). Needs pip-audit's vulnerability service on the network, so it is not part of
+# `make test`; --strict fails the target when a package could not be audited, rather than report
+# "no known vulnerabilities" for packages it never checked.
+audit: $(BIN)/.installed
+	@$(BIN)/pip-audit -r requirements.txt --no-deps --disable-pip --strict --progress-spinner off
 
 up: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify up

@@ -51,8 +51,8 @@ def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     `real_broker.connection_extra()`, as a production Airflow connection's extra would read."""
     import shutil
 
-    from metrify.config import PROJECT_ROOT
     from metrify_dev import kafka_broker
+    from tests import REPO_ROOT
     from tests.skip_rule import require
 
     require(
@@ -60,7 +60,7 @@ def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         f"the Kafka broker needs java and mvn ({kafka_broker.INSTALL_HINT})",
     )
     broker = kafka_broker.KafkaBroker(
-        tmp_path_factory.mktemp("kafka-real"), dist_home=PROJECT_ROOT / ".metrify" / "kafka-dist"
+        tmp_path_factory.mktemp("kafka-real"), dist_home=REPO_ROOT / ".metrify" / "kafka-dist"
     )
     broker.up()
     yield broker

@@ -44,3 +44,29 @@
 {% macro partition_start(date_column, hour_column) -%}
     {{ dbt.dateadd('hour', 'coalesce(' ~ hour_column ~ ', 0)', 'cast(' ~ date_column ~ ' as timestamp)') }}
 {%- endmacro %}
+
+{#- The UTC instant of a wall-clock time in the business time zone (a local midnight never falls
+    in a clock change). -#}
+{% macro from_local(column) -%}
+    {{ return(adapter.dispatch('from_local', 'metrify')(column)) }}
+{%- endmacro %}
+
+{% macro default__from_local(column) -%}
+    convert_timezone('{{ var("business_timezone") }}', 'UTC', {{ column }})
+{%- endmacro %}
+
+{% macro duckdb__from_local(column) -%}
+    timezone('UTC', timezone('{{ var("business_timezone") }}', {{ column }}))
+{%- endmacro %}
+
+{#- Quarter-hours in the business day `day` (a date): from its local midnight to the next, in UTC.
+    96, or 92 / 100 on the days the clocks go forward / back, known in advance. The same calendar as
+    the Python side's `quarter_hours_in_local_day` (metrify.contracts.calendar; a test keeps them
+    in agreement). -#}
+{% macro quarter_hours_in_local_day(day) -%}
+    {%- set midnight = 'cast(' ~ day ~ ' as timestamp)' -%}
+    cast(
+        {{ dbt.datediff(metrify.from_local(midnight), metrify.from_local(dbt.dateadd('day', 1, midnight)), 'minute') }}
+        / 15 as integer
+    )
+{%- endmacro %}

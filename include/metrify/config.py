@@ -3,6 +3,11 @@
 Each value has an embedded default, so `make run` works on a fresh clone; production overrides
 the same names (README, "Configuration"). Call `load_settings()` at run time, never at import:
 tests and the local stack change the environment between calls.
+
+Paths default to the source checkout only when the package runs from one (the editable dev
+install: `<repo>/.metrify`, `<repo>/dbt`). Installed (the image installs it into site-packages)
+there is no checkout: `METRIFY_HOME` and `METRIFY_DBT_DIR` then default to `$AIRFLOW_HOME/metrify`
+and `$AIRFLOW_HOME/dbt` (the image sets both explicitly, under /opt/airflow).
 """
 
 from __future__ import annotations
@@ -10,11 +15,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from metrify import validate
+
+
+def _source_checkout() -> Path | None:
+    """The repository this module runs from (`<repo>/include/metrify/config.py`, the editable dev
+    install), or None when the package is installed: site-packages holds no checkout."""
+    here = Path(__file__).resolve()
+    root = here.parents[2]
+    if here.parents[1].name == "include" and (root / "dbt" / "dbt_project.yml").is_file():
+        return root
+    return None
+
+
+SOURCE_CHECKOUT = _source_checkout()
 
 # Airflow connection ids: each can be renamed by the environment variable next to it.
 KAFKA_CONN_ID = ("METRIFY_KAFKA_CONN_ID", "kafka_default")
@@ -91,11 +109,12 @@ class Settings:
     grid_repoll_hours: float
     weather_repoll_hours: float
     alert_log: str
-    alert_webhook_url: str
+    alert_webhook_url: str = field(repr=False)  # a credential: never in a repr
     alert_email_to: str
     alert_email_from: str
     smtp_host: str
     runbook_url: str
+    pseudonym_key: str = field(repr=False)  # keys the meter pseudonyms of alerts (metrify.redaction)
 
     @property
     def late_lookback(self) -> timedelta:
@@ -128,15 +147,27 @@ class Settings:
         return DUCKDB_POOL if self.warehouse_target == "duckdb" else "default_pool"
 
 
+def default_locations(environ: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+    """Where METRIFY_HOME and METRIFY_DBT_DIR point when unset: the checkout's `.metrify` and
+    `dbt/` in a checkout; installed, `metrify/` and `dbt/` in Airflow's home (`$AIRFLOW_HOME`,
+    Airflow's default `~/airflow`; /opt/airflow in the image, where the Dockerfile puts `dbt/`)."""
+    if SOURCE_CHECKOUT is not None:
+        return SOURCE_CHECKOUT / ".metrify", SOURCE_CHECKOUT / "dbt"
+    airflow_home = Path(_Environment(environ).get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    return airflow_home / "metrify", airflow_home / "dbt"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings of `environ` (default: this process's environment, read now)."""
     env = _Environment(environ)
-    home = Path(env.get("METRIFY_HOME", str(PROJECT_ROOT / ".metrify"))).resolve()
+    default_home, default_dbt_dir = default_locations(env.environ)
+    home = Path(env.get("METRIFY_HOME", str(default_home))).resolve()
     return Settings(
         home=home,
         lake_url=env.get("METRIFY_LAKE_URL", (home / "lake").as_uri()),
         lake_conn_id=env.get(*LAKE_CONN_ID),
-        meter_topic=env.get("METRIFY_METER_TOPIC", "meter-readings"),
+        # a folder of the lake's _state/ and part of every raw file name: a Kafka topic name only
+        meter_topic=validate.topic(env.get("METRIFY_METER_TOPIC", "meter-readings"), "METRIFY_METER_TOPIC"),
         kafka_conn_id=env.get(*KAFKA_CONN_ID),
         consumer_group=env.get("METRIFY_CONSUMER_GROUP", "metrify-ingest"),
         batch_size=int(env.get("METRIFY_BATCH_SIZE", "100000")),
@@ -152,7 +183,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         warehouse_target=env.choice("METRIFY_WAREHOUSE_TARGET", "duckdb", WAREHOUSE_TARGETS),
         warehouse_path=Path(env.get("METRIFY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))),
         warehouse_parallelism=int(env.get("METRIFY_WAREHOUSE_PARALLELISM", "8")),
-        dbt_dir=Path(env.get("METRIFY_DBT_DIR", str(PROJECT_ROOT / "dbt"))),
+        dbt_dir=Path(env.get("METRIFY_DBT_DIR", str(default_dbt_dir))),
         # WATCHER: chosen by measurement (`python -m metrify_dev.bench.transform_modes`)
         dbt_execution_mode=env.choice("METRIFY_DBT_EXECUTION_MODE", "watcher", DBT_EXECUTION_MODES),
         task_retries=int(env.get("METRIFY_TASK_RETRIES", "3")),
@@ -168,6 +199,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_email_from=env.get("METRIFY_ALERT_EMAIL_FROM", "metrify-alerts@localhost"),
         smtp_host=env.get("METRIFY_SMTP_HOST", "localhost"),
         runbook_url=env.get("METRIFY_RUNBOOK_URL", "RUNBOOK.md"),  # or the runbook's URL in your repository host
+        # empty: a random key generated once into <METRIFY_HOME>/pseudonym.key (metrify.redaction)
+        pseudonym_key=env.raw("METRIFY_PSEUDONYM_KEY", ""),
     )
 
 

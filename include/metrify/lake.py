@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from metrify import redaction, validate
 from metrify.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -42,14 +43,16 @@ def lake_root(settings: Settings | None = None) -> ObjectStoragePath:
     if url.startswith("file://"):
         os.makedirs(url.removeprefix("file://"), exist_ok=True)
         return ObjectStoragePath(url)
+    redaction.register_connection(settings.lake_conn_id)  # its keys reach no log or alert
     return ObjectStoragePath(url, conn_id=settings.lake_conn_id)
 
 
 def partition_path(root: ObjectStoragePath, layer: str, dataset: str, **parts: str) -> ObjectStoragePath:
-    """`root/layer/dataset/k1=v1/k2=v2` in the order the parts are given."""
-    path = root / layer / dataset
+    """`root/layer/dataset/k1=v1/k2=v2` in the order the parts are given; every name and value
+    passes `metrify.validate` (a value cannot hold '/', '=' or be '..')."""
+    path = root / validate.name(layer, "layer") / validate.name(dataset, "dataset")
     for key, value in parts.items():
-        path = path / f"{key}={value}"
+        path = path / f"{validate.name(key, 'partition key')}={validate.partition_value(value, key)}"
     return path
 
 

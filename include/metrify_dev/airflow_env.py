@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from metrify.config import DUCKDB_POOL, PROJECT_ROOT, Settings, load_settings
-from metrify_dev import kafka_mock
+from metrify.config import DUCKDB_POOL, Settings, load_settings
+from metrify.telemetry import TELEMETRY_OFF
+from metrify_dev import REPO_ROOT, kafka_mock
 from metrify_dev.fakes import read_fakes
 from metrify_dev.postgres import registry_connection, start_registry_db
 
@@ -48,10 +49,15 @@ def environment(
     settings = settings or load_settings()
     home = settings.airflow_home
     env = {
+        # no usage telemetry from Cosmos, dbt, Great Expectations or anything honouring the
+        # common opt-outs, unless the developer's environment asks for it
+        **TELEMETRY_OFF,
+        "DO_NOT_TRACK": "1",
+        "SCARF_NO_ANALYTICS": "true",
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",

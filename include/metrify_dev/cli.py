@@ -162,8 +162,9 @@ def run_warehouse(settings: Settings, options: Any) -> None:
 
     from metrify.warehouse.business_calendar import daily_run_logical_date
     from metrify.warehouse.dbt_runner import build_manifest
-    from metrify.warehouse.duckdb_loader import summary
+    from metrify.warehouse.duckdb_loader import duckdb_session, summary
     from metrify.warehouse.reconcile import reconcile
+    from metrify.warehouse.unregistered import count_unregistered
     from metrify_dev.postgres import seed_registry
 
     if not settings.dbt_manifest.exists():
@@ -176,6 +177,14 @@ def run_warehouse(settings: Settings, options: Any) -> None:
     for layer in ("staging", "marts", "metrics"):
         built = {name.split(".", 1)[1]: rows for name, rows in tables.items() if name.startswith(f"{layer}.")}
         _say(f"      {layer + ':':<9} " + ", ".join(f"{name} {rows:,}" for name, rows in built.items()))
+    with duckdb_session(None, settings) as db:
+        unknown = count_unregistered(db)
+    _say(
+        f"      meters not in the registry: {unknown.meters:,} ({unknown.readings:,} readings kept, dim_meters "
+        f"status 'unregistered'; each alerted once to {settings.alert_log or 'the alert channels'})"
+        if unknown.meters
+        else "      meters not in the registry: none"
+    )
     problems = reconcile(settings)
     _say(f"      facts vs lake (count and kWh per hour): {'OK' if not problems else f'{len(problems)} MISMATCHES'}")
     if problems:
@@ -317,8 +326,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         "triggerer); first start ~1-2 min ..."
     )
     info = stack.up(meters=args.meters)
-    users = ", ".join(f"{user} / {password}" for user, password in info["passwords"].items())
-    _say(f"Airflow UI: {info['url']}  (log in as: {users})")
+    users = ", ".join(info["passwords"])
+    _say(f"Airflow UI: {info['url']}  (users: {users}; passwords in {info['passwords_file']})")
     _say(f"Kafka: {info['kafka']}; logs in {load_settings().home / 'stack'}; stop everything with `make down`")
 
 

@@ -290,6 +290,8 @@ def write_tls_files(tls_dir: Path) -> tuple[Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    tls_dir.chmod(0o700)  # it holds the broker's private key
     ca_path = tls_dir / "ca.pem"
     keystore = tls_dir / "server-keystore.pem"
     _write_private(ca_path, ca_cert.public_bytes(pem))

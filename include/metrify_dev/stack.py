@@ -6,6 +6,8 @@ topic continuously. Each process
 gets a pid file and a log under `<METRIFY_HOME>/stack/`. The UI requires a login
 (SimpleAuthManager, never all-admins): users `admin` (admin), `operator` (op) and `viewer`
 (viewer), passwords generated into `<AIRFLOW_HOME>/simple_auth_manager_passwords.json.generated`.
+The UI listens on 127.0.0.1 (`METRIFY_UI_HOST` to change); the JWT secret and the passwords file
+are mode 0600, and `metrify up` prints the file's path, never a password.
 """
 
 from __future__ import annotations
@@ -39,26 +41,50 @@ def ui_port() -> int:
     return int(os.environ.get("METRIFY_UI_PORT", "8080"))
 
 
+def ui_host() -> str:
+    """Where the API server listens: loopback, unless `METRIFY_UI_HOST` says otherwise."""
+    return os.environ.get("METRIFY_UI_HOST") or "127.0.0.1"
+
+
 def ui_url() -> str:
     return f"http://127.0.0.1:{ui_port()}"
+
+
+def private_file(path: Path, content: str | None = None) -> Path:
+    """`path` with mode 0600 (created with `content`, or empty, if missing; an existing file keeps
+    its content and is made private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        return path
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content or "")
+    return path
+
+
+def passwords_file(settings: Settings) -> Path:
+    """Where Airflow's SimpleAuthManager keeps the generated passwords (made 0600 before it writes)."""
+    return settings.airflow_home / "simple_auth_manager_passwords.json.generated"
 
 
 def stack_environment(settings: Settings) -> dict[str, str]:
     """The local Airflow environment plus what the long-running services need."""
     from metrify_dev.airflow_env import environment
 
-    secret_file = settings.airflow_home / "jwt_secret"
-    if not secret_file.exists():
-        secret_file.parent.mkdir(parents=True, exist_ok=True)
-        secret_file.write_text(secrets.token_urlsafe(32))
+    secret_file = private_file(settings.airflow_home / "jwt_secret", secrets.token_urlsafe(32))
     return {
         **environment(settings),
+        "AIRFLOW__API__HOST": ui_host(),
         "AIRFLOW__API__PORT": str(ui_port()),
         "AIRFLOW__API__BASE_URL": ui_url(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{ui_url()}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
+        # Airflow opens the file with "a+": made 0600 first, it stays private
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(private_file(passwords_file(settings))),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -115,12 +141,16 @@ def wait_healthy(timeout: float = 180.0) -> dict[str, Any]:
     raise RuntimeError(f"Airflow did not become healthy within {timeout:.0f} s: {last}")
 
 
-def passwords(settings: Settings) -> dict[str, str]:
-    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
-    deadline = time.monotonic() + 60
-    while not path.exists() and time.monotonic() < deadline:
+def passwords(settings: Settings, timeout: float = 60.0) -> dict[str, str]:
+    """The generated passwords (for tests and tools; `metrify up` prints only the file's path)."""
+    path = passwords_file(settings)
+    users = {u.split(":")[0] for u in USERS.split(",")}
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, str] = json.loads(path.read_text() or "{}") if path.exists() else {}
+        if users <= found.keys() or time.monotonic() > deadline:
+            return found
         time.sleep(0.5)
-    return json.loads(path.read_text())
 
 
 def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -> dict[str, Any]:
@@ -137,7 +167,13 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
     for component in AIRFLOW_COMPONENTS:
         start(component, airflow_command(*component.split()), env, settings)
     health = wait_healthy()
-    return {"url": ui_url(), "kafka": info["bootstrap"], "health": health, "passwords": passwords(settings)}
+    return {
+        "url": ui_url(),
+        "kafka": info["bootstrap"],
+        "health": health,
+        "passwords": passwords(settings),
+        "passwords_file": str(passwords_file(settings)),
+    }
 
 
 def down(settings: Settings | None = None) -> list[str]:

@@ -131,6 +131,49 @@ def test_dbt_build_succeeds_and_fills_every_table(built):
     ) == [(92,)]
 
 
+# quarter-hours per business day of the sample: 03-28 and 03-30 are ordinary days (the sample
+# covers them only in part: from 01:00 local on the 28th, up to 02:00 local on the 30th), the
+# 29th is the spring-forward day
+QUARTER_HOURS = {date(2026, 3, 28): 96, date(2026, 3, 29): 92, date(2026, 3, 30): 96}
+
+
+def test_completeness_is_measured_against_the_calendar(built):
+    """Daily metrics and meter tiers divide by the quarter-hours of the business day (92 on the
+    spring-forward day), not by the hours that had data: the fleet's first local hour of the
+    28th and all but two hours of the 30th are missing, so those days are incomplete."""
+    daily = frame("select business_date, meters, reading_count, completeness from metrics.daily_consumption_metrics")
+    daily["business_date"] = [d.date() for d in pd.to_datetime(daily["business_date"])]
+    assert set(daily["business_date"]) == set(QUARTER_HOURS)
+    fleet_due = daily["meters"] * daily["business_date"].map(QUARTER_HOURS)
+    assert daily["completeness"].to_numpy() == pytest.approx((daily["reading_count"] / fleet_due).to_numpy())
+    by_day = daily.groupby("business_date")["completeness"]
+    assert (by_day.min()[date(2026, 3, 29)], by_day.max()[date(2026, 3, 29)]) == (1.0, 1.0)  # 92 of 92
+    assert by_day.max()[date(2026, 3, 28)] == pytest.approx(92 / 96)  # local hour 00 not in the sample
+    assert by_day.max()[date(2026, 3, 30)] == pytest.approx(8 / 96)  # two hours of the 30th
+    expected = query(
+        "select business_date, max(expected_readings / meters), min(expected_readings / meters) "
+        "from metrics.daily_consumption_metrics group by 1 order by 1"
+    )
+    assert expected == [(d, q, q) for d, q in sorted(QUARTER_HOURS.items())]
+
+    tiers = frame("select * from metrics.meter_quality_tiers")
+    tiers["business_date"] = [d.date() for d in pd.to_datetime(tiers["business_date"])]
+    # a meter's 8 readings of the 30th are 8 of 96, however complete its two hours were
+    day_30 = tiers[tiers["business_date"] == date(2026, 3, 30)]
+    assert (day_30["complete_hours"] == day_30["hours"]).all() and (day_30["quality_tier"] == "bronze").all()
+    # the short day: 92 readings are a complete day; a clean meter is gold
+    clean = tiers[
+        (tiers["business_date"] == date(2026, 3, 29))
+        & (tiers["flagged_readings"] == 0)
+        & (tiers["conflicting_readings"] == 0)
+    ]
+    assert len(clean) > 0 and (clean["reading_count"] == 92).all()
+    assert (clean["quality_score"] == 1.0).all() and (clean["quality_tier"] == "gold").all()
+    due = tiers["business_date"].map(QUARTER_HOURS)
+    assert (tiers["expected_readings"] == due).all()
+    assert tiers["completeness"].to_numpy() == pytest.approx((tiers["reading_count"] / due).to_numpy())
+
+
 def test_facts_reconcile_with_the_lake(built):
     """Counts and kWh per hour in the fact equal the distinct raw readings (the later delivery
     winning), computed in pandas from what was written."""

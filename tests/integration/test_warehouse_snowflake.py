@@ -1,5 +1,6 @@
 """The Snowflake path against a fakesnow server on loopback: the stage + COPY INTO loader, the
-registry, and the same dbt project built twice (the second run takes the incremental merge)."""
+registry, and the same dbt project built twice (the second run takes the incremental merge), with
+one meter the registry learns only before the second build."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import snowflake.connector as snowflake_connector
 from metrify import lake
 from metrify.config import load_settings
 from metrify.quality.verdicts import read_verdicts
-from metrify.warehouse import catalog, cosmos_config, dbt_runner, snowflake_loader
+from metrify.warehouse import catalog, cosmos_config, dbt_runner, snowflake_loader, unregistered
 from metrify_dev import sample_lake as wd
 from tests.integration.oracles import expected_hourly
 
@@ -46,7 +47,9 @@ def snowflake(warehouse_home):
             for statement in snowflake_loader.snowflake_setup_sql(root.as_uri()):
                 cursor.execute(statement)
             report = snowflake_loader.sync_snowflake(cursor, root)
-            snowflake_loader.load_registry_snowflake(cursor, data.registry)
+            # the registry lags: the last meter reads before it is registered
+            late_meter = data.registry["meter_id"].iloc[-1]
+            snowflake_loader.load_registry_snowflake(cursor, data.registry[data.registry["meter_id"] != late_meter])
             snowflake_loader.load_verdicts_snowflake(cursor, read_verdicts(root).to_pandas())
             env = {
                 "SNOWFLAKE_ACCOUNT": "fakesnow",
@@ -60,7 +63,7 @@ def snowflake(warehouse_home):
                 # fakesnow serves every session from one DuckDB connection: one dbt thread
                 "SNOWFLAKE_THREADS": "1",
             }
-            yield {"cursor": cursor, "data": data, "report": report, "env": env, "root": root}
+            yield {"cursor": cursor, "data": data, "report": report, "env": env, "root": root, "late_meter": late_meter}
             conn.close()
     finally:
         shared.connect = original_connect
@@ -111,13 +114,25 @@ def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
     )
 
 
-def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factory):
+def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factory, monkeypatch):
+    alert_log = tmp_path_factory.mktemp("alerts") / "alerts.log"
+    monkeypatch.setenv("METRIFY_ALERT_LOG", str(alert_log))
+    monkeypatch.delenv("METRIFY_ALERT_WEBHOOK_URL", raising=False)
     first = build(snowflake, tmp_path_factory)
-    assert first.success, first.failures
+    assert first.success, first.failures  # a meter missing from the registry fails nothing
     cursor = snowflake["cursor"]
+    meter = snowflake["late_meter"]
+    dim = f"select status, is_registered, region from marts.dim_meters where meter_id = '{meter}'"
+    assert cursor.execute(dim).fetchall() == [("unregistered", False, None)]
+    noted = unregistered.note_unregistered(cursor, "%s")  # the report task's SQL, Snowflake dialect
+    assert (noted.meters, noted.newly_alerted) == (1, [meter]) and noted.readings > 0
+    assert unregistered.note_unregistered(cursor, "%s").newly_alerted == []
+    assert len(alert_log.read_text().splitlines()) == 1
     fact_rows = cursor.execute("select count(*) from marts.fct_meter_readings_hourly").fetchone()[0]
-    # late readings arrive; the second build runs the incremental models' merge path
+    # late readings arrive and the registry catches up; the second build runs the incremental
+    # models' merge path
     data = snowflake["data"]
+    snowflake_loader.load_registry_snowflake(cursor, data.registry)
     wd.write_meter_readings(snowflake["root"], data.late, data.end + pd.Timedelta(hours=20), first_offset=20_000)
     assert set(wd.gate_lake(snowflake["root"]).values()) == {"passed"}
     snowflake_loader.sync_snowflake(
@@ -125,6 +140,14 @@ def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factor
     )
     second = build(snowflake, tmp_path_factory)
     assert second.success, second.failures
+    registered = data.registry.set_index("meter_id").loc[meter]
+    assert cursor.execute(dim).fetchall() == [(str(registered["status"]).lower(), True, registered["region"])]
+    assert unregistered.note_unregistered(cursor, "%s").as_dict() == {"meters": 0, "readings": 0, "newly_alerted": []}
+    assert len(alert_log.read_text().splitlines()) == 1
+    assert (
+        cursor.execute("select sum(reading_count) from marts.fct_smart_meter_analytics").fetchone()
+        == cursor.execute("select sum(reading_count) from marts.fct_meter_readings_hourly").fetchone()
+    )
     assert cursor.execute("select count(*) from marts.fct_meter_readings_hourly").fetchone()[0] == fact_rows + 1
     expected = expected_hourly(pd.concat([data.readings, data.late], ignore_index=True))
     fact = cursor.execute(

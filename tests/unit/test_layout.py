@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import metrify
-from metrify.config import PROJECT_ROOT
+from tests import REPO_ROOT
 
-INCLUDE = PROJECT_ROOT / "include"
-DAGS = PROJECT_ROOT / "dags"
+INCLUDE = REPO_ROOT / "include"
+DAGS = REPO_ROOT / "dags"
 # What every DAG file may import besides Airflow and the standard library: the assets, the
 # on-call defaults and the shared vocabulary (contracts); plus the task bodies of its family.
 SHARED = ("metrify.assets", "metrify.oncall.defaults", "metrify.contracts")
@@ -114,7 +114,7 @@ def test_every_dag_file_has_a_family() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted([*INCLUDE.rglob("*.py"), *DAGS.glob("*.py")]), ids=lambda p: str(p.relative_to(PROJECT_ROOT))
+    "path", sorted([*INCLUDE.rglob("*.py"), *DAGS.glob("*.py")]), ids=lambda p: str(p.relative_to(REPO_ROOT))
 )
 def test_no_module_imports_another_modules_private_names(path: Path) -> None:
     for module, names in imported_modules(path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metrify.config import PROJECT_ROOT
+from tests import REPO_ROOT
 
 TESTS = """
 import pytest
@@ -36,7 +36,7 @@ def test_never_collected():
 def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, source: str) -> pytest.RunResult:
     pytester.makepyfile(test_inner=source)
     monkeypatch.setenv("CI", ci)
-    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))  # the inner run imports tests.skip_rule
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the inner run imports tests.skip_rule
     return pytester.runpytest_subprocess("-p", "tests.skip_rule", "-q", "-rA")
 
 

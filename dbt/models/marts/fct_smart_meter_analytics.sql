@@ -9,7 +9,8 @@
 }}
 -- Meter, grid and weather joined per UTC hour and region (federal state) / grid operator.
 -- Incremental like the hourly fact: recomputes the hours its inputs changed in and replaces them
--- whole (delete+insert on hour_start).
+-- whole (delete+insert on hour_start). Meters the registry does not know (yet) have no region and
+-- are left out; when the registry catches up with one, the hours of its readings are recomputed.
 
 {% if is_incremental() %}
 with watermark as (
@@ -25,6 +26,12 @@ affected_hours as (
     union distinct
     select hour_start from {{ ref('fct_weather_hourly') }}
     where _loaded_at > (select watermark.loaded_at from watermark)
+    union distinct
+    select hour_start from {{ ref('fct_meter_readings_hourly') }}
+    where meter_id in (
+        select caught_up.meter_id from {{ ref('dim_meters') }} as caught_up
+        where caught_up.registry_caught_up_at > (select watermark.loaded_at from watermark)
+    )
 ),
 
 meter_hours as (
@@ -35,12 +42,15 @@ with meter_hours as (
         f.*,
         d.region,
         d.grid_operator,
-        d.load_profile
+        d.load_profile,
+        d.registry_caught_up_at
     from {{ ref('fct_meter_readings_hourly') }} as f
     inner join {{ ref('dim_meters') }} as d on f.meter_id = d.meter_id
-    {% if is_incremental() %}
-    where f.hour_start in (select affected_hours.hour_start from affected_hours)
-    {% endif %}
+    where
+        d.is_registered
+        {% if is_incremental() %}
+        and f.hour_start in (select affected_hours.hour_start from affected_hours)
+        {% endif %}
 ),
 
 consumption as (
@@ -58,7 +68,8 @@ consumption as (
         sum(case when is_complete then 1 else 0 end) * 1.0 / count(*) as complete_share,
         sum(case when quality_tier = 'gold' then 1 else 0 end) * 1.0 / count(*) as gold_share,
         sum(flagged_readings) as flagged_readings,
-        max(_loaded_at) as _loaded_at
+        -- a registry catch-up counts as an input change (the watermark passes it)
+        max(greatest(_loaded_at, coalesce(registry_caught_up_at, _loaded_at))) as _loaded_at
     from meter_hours
     group by hour_start, region, grid_operator
 ),

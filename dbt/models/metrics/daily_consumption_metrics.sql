@@ -25,29 +25,45 @@ meter_days as (
     group by business_date, region, grid_operator, load_profile, meter_id
 ),
 
--- the quarter-hours a business day has: 96 (92 / 100 on DST change days)
-expected as (
+fleet as (
     select
-        business_date as bd,
-        count(distinct hour_start) * 4 as reading_count_expected
-    from {{ ref('fct_meter_readings_hourly') }}
-    group by business_date
+        business_date,
+        region,
+        grid_operator,
+        load_profile,
+        count(*) as meters,
+        sum(reading_count) as reading_count,
+        sum(consumption_kwh) as consumption_kwh,
+        sum(export_kwh) as export_kwh,
+        avg(consumption_kwh) as avg_consumption_kwh_per_meter,
+        max(peak_hour_kwh) as max_meter_hour_kwh,
+        sum(flagged_readings) as flagged_readings
+    from meter_days
+    group by business_date, region, grid_operator, load_profile
+),
+
+-- readings due: every meter that reported that day, for every quarter-hour of the business day
+-- in the calendar (96; 92 / 100 when the clocks change), whatever hours had data
+due as (
+    select
+        *,
+        meters * {{ quarter_hours_in_local_day('business_date') }} as expected_readings
+    from fleet
 )
 
 select
-    meter_days.business_date,
-    meter_days.region,
-    meter_days.grid_operator,
-    meter_days.load_profile,
-    count(*) as meters,
-    sum(meter_days.reading_count) as reading_count,
-    sum(meter_days.consumption_kwh) as consumption_kwh,
-    sum(meter_days.export_kwh) as export_kwh,
-    sum(meter_days.consumption_kwh) - sum(meter_days.export_kwh) as net_kwh,
-    avg(meter_days.consumption_kwh) as avg_consumption_kwh_per_meter,
-    max(meter_days.peak_hour_kwh) as max_meter_hour_kwh,
-    sum(meter_days.flagged_readings) as flagged_readings,
-    sum(meter_days.reading_count) * 1.0 / nullif(count(*) * max(expected.reading_count_expected), 0) as completeness
-from meter_days
-inner join expected on meter_days.business_date = expected.bd
-group by meter_days.business_date, meter_days.region, meter_days.grid_operator, meter_days.load_profile
+    business_date,
+    region,
+    grid_operator,
+    load_profile,
+    meters,
+    reading_count,
+    expected_readings,
+    consumption_kwh,
+    export_kwh,
+    consumption_kwh - export_kwh as net_kwh,
+    avg_consumption_kwh_per_meter,
+    max_meter_hour_kwh,
+    flagged_readings,
+    reading_count * 1.0 / expected_readings as completeness
+from due

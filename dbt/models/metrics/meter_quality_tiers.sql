@@ -1,5 +1,7 @@
 -- Quality tier per meter and business day, from completeness, plausibility flags and
--- conflicting duplicates of its readings.
+-- conflicting duplicates of its readings. Completeness is the meter's readings over the
+-- quarter-hours of the business day in the calendar (96; 92 / 100 when the clocks change),
+-- not over the hours it reported in.
 with days as (
     select
         meter_id,
@@ -13,18 +15,34 @@ with days as (
     group by meter_id, business_date
 ),
 
+due as (
+    select
+        *,
+        {{ quarter_hours_in_local_day('business_date') }} as expected_readings
+    from days
+),
+
+measured as (
+    select
+        *,
+        least(reading_count * 1.0 / expected_readings, 1) as completeness
+    from due
+),
+
 scored as (
     select
         *,
-        (complete_hours * 1.0 / hours)
+        completeness
         * greatest(1 - (flagged_readings + conflicting_readings) * 1.0 / nullif(reading_count, 0), 0) as quality_score
-    from days
+    from measured
 )
 
 select
     meter_id,
     business_date,
     reading_count,
+    expected_readings,
+    completeness,
     hours,
     complete_hours,
     flagged_readings,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from datetime import date as Date
 from typing import Any
 
+from metrify.contracts import grid, readings, weather
+
 STATUSES = ("passed", "released")
+DATASETS = (readings.DATASET, grid.DATASET, weather.DATASET)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -30,8 +34,14 @@ class ValidatedInterval:
     quality_tier: str | None = None
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"validated interval: dataset {self.dataset!r} is not one of {DATASETS}")
         if not _DATE.fullmatch(self.date):
             raise ValueError(f"validated interval of {self.dataset!r}: date {self.date!r} is not YYYY-MM-DD")
+        try:
+            Date.fromisoformat(self.date)
+        except ValueError:
+            raise ValueError(f"validated interval of {self.dataset!r}: date {self.date!r} is not a real date") from None
         if self.hour is not None and not 0 <= self.hour <= 23:
             raise ValueError(f"validated interval of {self.dataset!r} {self.date}: hour {self.hour} is not 0..23")
         if self.status not in STATUSES:
@@ -52,10 +62,12 @@ class ValidatedInterval:
         if missing:
             raise ValueError(f"validated-asset event extra {extra!r} lacks {missing}: not a ValidatedInterval")
         hour = extra["hour"]
+        if hour is not None and (isinstance(hour, bool) or not isinstance(hour, int)):
+            raise ValueError(f"validated-asset event extra {extra!r}: hour {hour!r} is not a whole number 0..23")
         return cls(
             dataset=str(extra["dataset"]),
             date=str(extra["date"]),
-            hour=None if hour is None else int(hour),
+            hour=hour,
             rows=int(extra["rows"]),
             status=str(extra.get("status", "passed")),
             quality_score=extra.get("quality_score"),

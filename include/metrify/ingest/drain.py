@@ -42,7 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from metrify import lake
+from metrify import lake, validate
+from metrify.config import load_settings
 from metrify.contracts import readings
 from metrify.ingest.decode import decode
 from metrify.ingest.ledger import STATE_LAYER, Ledger
@@ -202,6 +203,7 @@ def drain_partition(
     quarantined as too late. `on_batch_written` runs after a batch's files are durable and
     before its offset is committed (tests use it to crash the drain at the worst moment).
     """
+    validate.topic(topic, "topic")  # it names lake folders and files
     started = time.monotonic()
     _keep_large_allocations_mmapped()
     consumer = Consumer(consumer_config)
@@ -218,7 +220,7 @@ def drain_partition(
             ledger.published()  # committed, but the drain died before recording it
         start = resolve_start(topic, partition, committed, low, high, ledger)
         report = DrainReport(topic, partition, start, start, high, generation=ledger.generation)
-        spool = spool_dir(root, topic, partition, ledger.generation, home or os.getcwd())
+        spool = spool_dir(root, topic, partition, ledger.generation, home or str(load_settings().home))
         clear_older_spools(spool)
         consumer.assign([TopicPartition(topic, partition, start)])
         reader = _PartitionReader(consumer, topic, partition, poll_timeout, idle_timeout)
@@ -585,7 +587,9 @@ class BatchFiles:
         )
 
     def discard(self) -> None:
-        for file in self.raw_files.values():
+        with self._lock:
+            opened = list(self.raw_files.values())
+        for file in opened:
             file.discard()
 
     def _raw_path(self, epoch_hour: int) -> ObjectStoragePath:
@@ -607,6 +611,7 @@ def close_batch(files: BatchFiles, chunks: list[Future[None]], workers: ThreadPo
             chunk.result()
         return files.close(workers)
     except BaseException:
+        wait(chunks)  # the batch's other chunks may still be writing: let them finish first
         files.discard()
         raise
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from metrify import lake
+from metrify import lake, redaction
 from metrify.config import Settings, load_settings
 from metrify.contracts import readings
 from metrify.ingest import drain, kafka
@@ -18,7 +18,9 @@ def kafka_consumer_config(settings: Settings) -> dict[str, Any]:
     """Consumer configuration from the Airflow connection (`kafka_default`)."""
     from airflow.sdk import BaseHook
 
-    extra = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
+    conn = BaseHook.get_connection(settings.kafka_conn_id)
+    extra = conn.extra_dejson
+    redaction.register_connection_values(conn.password, extra)  # sasl.password & co. reach no log or alert
     return kafka.consumer_config(extra, group_id=settings.consumer_group, batch_bytes=settings.batch_bytes)
 
 
@@ -126,5 +128,4 @@ def alert_too_late(reports: list[dict[str, Any]], context: Mapping[str, Any], se
         f"quarantine/{readings.DATASET}/: "
         + ", ".join(f"{r['topic']}[{r['partition']}]: {r['too_late']}" for r in late)
     )
-    channels = alerts.send(alert)
-    log.warning("alert sent (%s): %s", ", ".join(channels) or "no channel", alerts.alert_text(alert))
+    alerts.send(alert)  # redacted, delivered and logged there

@@ -8,7 +8,9 @@ Channels come from the environment, so each deployment chooses its own without c
     METRIFY_ALERT_EMAIL_TO     comma-separated recipients, sent through METRIFY_SMTP_HOST[:PORT]
 
 Every alert names the DAG, task, run and try, carries the error's first lines, the log URL and
-the RUNBOOK.md section to follow.
+the RUNBOOK.md section to follow. Whatever the channel, an alert first passes one redaction step
+(`metrify.redaction.redact`): secrets masked, URLs without credentials or tokens, meter ids as
+pseudonyms, sample rows as a count. The log line saying an alert was sent carries the same text.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from typing import Any
 import requests
 from airflow.sdk import BaseNotifier, Context
 
+from metrify import redaction
 from metrify.config import load_settings
 
 log = logging.getLogger(__name__)
 
+ERROR_LINES = 5  # lines of the error an alert quotes (after redaction)
+# loggers that may write an alert's URL: urllib3 logs each request's path and query at DEBUG
+REDACTED_LOGGERS = ("urllib3.connectionpool", __name__)
+
 # Error text -> runbook section: the first match wins.
 RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
     # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
+    ("not in the registry", "meter-not-in-the-registry"),
     ("quality gate", "quality-gate-failed"),
     ("too-late readings", "too-late-readings"),
     ("expectation", "quality-gate-failed"),
@@ -67,7 +75,7 @@ def build_alert(kind: str, context: dict[str, Any]) -> dict[str, Any]:
         "map_index": getattr(ti, "map_index", None),
         "run_id": getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None),
         "try_number": getattr(ti, "try_number", None),
-        "error": "\n".join(error_text.splitlines()[:5]),
+        "error": "\n".join(error_text.splitlines()[:50]),  # redaction and trimming happen in `send`
         "log_url": getattr(ti, "log_url", None),
         "runbook": runbook_link(error_text or kind),
     }
@@ -87,10 +95,23 @@ def alert_text(alert: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prepare(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert as it may leave: redacted (`metrify.redaction`), the error cut to ERROR_LINES lines."""
+    clean: dict[str, Any] = redaction.redact(alert)
+    if clean.get("error"):
+        clean["error"] = "\n".join(str(clean["error"]).splitlines()[:ERROR_LINES])
+    return clean
+
+
 def send(alert: dict[str, Any]) -> list[str]:
-    """Deliver to every configured channel; returns the channels used. Never raises."""
-    used = []
+    """Redact the alert, deliver it to every configured channel and log that it was sent; returns
+    the channels used. Never raises."""
     settings = load_settings()
+    redaction.install_log_filter(*REDACTED_LOGGERS)
+    redaction.register_environment(settings)
+    alert = prepare(alert)
+    text = alert_text(alert)
+    used = []
     log_path = settings.alert_log
     if log_path:
         try:
@@ -103,24 +124,25 @@ def send(alert: dict[str, Any]) -> list[str]:
     webhook = settings.alert_webhook_url
     if webhook:
         try:
-            requests.post(webhook, json={"text": alert_text(alert), "alert": alert}, timeout=10).raise_for_status()
+            requests.post(webhook, json={"text": text, "alert": alert}, timeout=10).raise_for_status()
             used.append("webhook")
-        except requests.RequestException as exc:
-            log.error("alert webhook failed: %s", exc)
+        except requests.RequestException as exc:  # its text holds the webhook's URL: redacted
+            log.error("alert webhook failed: %s", redaction.redact_text(f"{type(exc).__name__}: {exc}"))
     recipients = settings.alert_email_to
     if recipients:
         try:
             message = EmailMessage()
-            message["Subject"] = alert_text(alert).splitlines()[0]
+            message["Subject"] = text.splitlines()[0]
             message["From"] = settings.alert_email_from
             message["To"] = recipients
-            message.set_content(alert_text(alert))
+            message.set_content(text)
             host, _, port = settings.smtp_host.partition(":")
             with smtplib.SMTP(host, int(port or 25), timeout=10) as smtp:
                 smtp.send_message(message)
             used.append("email")
         except (OSError, smtplib.SMTPException) as exc:
-            log.error("alert e-mail failed: %s", exc)
+            log.error("alert e-mail failed: %s", redaction.redact_text(f"{type(exc).__name__}: {exc}"))
+    log.error("alert sent (%s): %s", ", ".join(used) or "no channel", text)
     return used
 
 
@@ -132,9 +154,7 @@ class FailureNotifier(BaseNotifier):
         self.kind = kind
 
     def notify(self, context: Context) -> None:
-        alert = build_alert(self.kind, dict(context))
-        channels = send(alert)
-        log.error("alert sent (%s): %s", ", ".join(channels) or "no channel", alert_text(alert))
+        send(build_alert(self.kind, dict(context)))
 
 
 async def deadline_missed(**kwargs: Any) -> None:

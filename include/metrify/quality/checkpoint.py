@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from metrify.quality.expectations import Expect, completeness_frame, completeness_suite, meter_readings_suite, plain
+from metrify.telemetry import asked_for, telemetry_off
 
 
 class QualityGateError(RuntimeError):
@@ -40,6 +41,9 @@ class CheckpointOutcome:
 
 
 def _context(home: Path | None) -> Any:
+    """A GX data context (file-backed under `home`, else ephemeral): no progress bars, and no
+    analytics unless asked for (`metrify.telemetry`)."""
+    telemetry_off()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -48,12 +52,17 @@ def _context(home: Path | None) -> Any:
     else:
         home.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(home))
+    changed = False
     bars = context.variables.progress_bars
-    enabled = bars is None or (bars.get("globally", True) if isinstance(bars, dict) else bars.globally)
-    if enabled:
+    if bars is None or (bars.get("globally", True) if isinstance(bars, dict) else bars.globally):
         context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
-        if home is not None:
-            context.variables.save()
+        changed = True
+    analytics = asked_for("GX_ANALYTICS_ENABLED")
+    if context.variables.analytics_enabled is not analytics:
+        context.variables.analytics_enabled = analytics
+        changed = True
+    if changed and home is not None:
+        context.variables.save()
     return context
 
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.config import Settings, load_settings
 from metrify.contracts import grid, readings, weather
 from metrify.quality.checkpoint import QualityGateError, failure_message, run_checkpoint, run_suites
@@ -59,6 +59,13 @@ class GateInterval:
     dataset: str
     date: str
     hour: int | None = None
+
+    def __post_init__(self) -> None:
+        # every path below is built from these three: check them once, here
+        validate.name(self.dataset, "dataset")
+        validate.iso_date(self.date, "date")
+        if self.hour is not None:
+            validate.hour(self.hour, "hour")
 
     @property
     def parts(self) -> dict[str, str]:
@@ -202,7 +209,11 @@ def changed_intervals(
         parts = dict(p.split("=", 1) for p in name.split("/") if "=" in p)
         if "date" not in parts or (hourly and "hour" not in parts):
             continue
-        interval = GateInterval(dataset, parts["date"], int(parts["hour"]) if hourly else None)
+        try:
+            interval = GateInterval(dataset, parts["date"], validate.hour(parts["hour"], "hour") if hourly else None)
+        except ValueError as exc:
+            log.warning("not a partition the gate judges, left alone: %s (%s)", name, exc)
+            continue
         by_interval.setdefault(interval, []).append(name)
     pending = []
     for interval, names in sorted(by_interval.items()):

@@ -7,15 +7,21 @@ bronze (>= 75) is flagged for review, below that rejected.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from metrify.contracts.calendar import quarter_hours_in_day
 from metrify.quality.rules import INTERVAL, WARN_FREQUENCY, WARN_LATE, WARN_VOLTAGE
 
 SCORE_DATASET = "meter_day_scores"
+# The quality tasks' meter-day is the UTC day of the interval start, like the lake's `date=`
+# partitions they read and write: always 96 quarter-hours. The warehouse's tiers
+# (`meter_quality_tiers`) judge Europe/Berlin business days of 92, 96 or 100.
+METER_DAY_TIMEZONE = "UTC"
 WEIGHTS = {"completeness": 0.3, "accuracy": 0.3, "consistency": 0.2, "timeliness": 0.2}
 TIERS = ((98.0, "gold", "accept"), (90.0, "silver", "accept"), (75.0, "bronze", "review"), (-1.0, "reject", "reject"))
 CONSISTENCY_TYPES = ("stuck_meter", "spike", "duplicate_conflict")
@@ -24,6 +30,7 @@ SCORE_SCHEMA = pa.schema(
         ("meter_id", pa.string()),
         ("day", pa.string()),
         ("readings", pa.int64()),
+        ("expected_readings", pa.int64()),
         ("completeness", pa.float64()),
         ("accuracy", pa.float64()),
         ("consistency", pa.float64()),
@@ -44,10 +51,23 @@ def tier_of(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tier, action
 
 
-def meter_day_scores(checked: pd.DataFrame, findings: pd.DataFrame, expected_per_day: int = 96) -> pd.DataFrame:
-    """Quality score per meter and day (UTC day of the interval start, reading_ts - 15 min)."""
-    ts = checked["reading_ts"]
-    day = (ts - INTERVAL).dt.strftime("%Y-%m-%d")
+def day_of_interval(reading_ts: pd.Series, timezone: str) -> pd.Series:
+    """The day (YYYY-MM-DD, on the clocks of `timezone`) each reading's interval starts in."""
+    return (reading_ts - INTERVAL).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+
+
+def expected_readings(days: pd.Series, timezone: str) -> pd.Series:
+    """Readings due per meter on each day: its quarter-hours in the calendar of `timezone`."""
+    lengths = {d: quarter_hours_in_day(date.fromisoformat(d), timezone) for d in days.unique()}
+    return days.map(lengths).astype("int64")
+
+
+def meter_day_scores(checked: pd.DataFrame, findings: pd.DataFrame, timezone: str = METER_DAY_TIMEZONE) -> pd.DataFrame:
+    """Quality score per meter and day (the day of the interval start, reading_ts - 15 min, on
+    the clocks of `timezone`). Completeness is distinct readings over the day's quarter-hours
+    in the calendar (96 for a UTC day; 92 / 96 / 100 for a Europe/Berlin day), whatever hours
+    the meter reported in."""
+    day = day_of_interval(checked["reading_ts"], timezone)
     frame = pd.DataFrame(
         {
             "meter_id": checked["meter_id"],
@@ -63,13 +83,14 @@ def meter_day_scores(checked: pd.DataFrame, findings: pd.DataFrame, expected_per
     )
     inconsistent = findings[findings["anomaly_type"].isin(CONSISTENCY_TYPES)]
     if len(inconsistent):
-        bad = inconsistent.assign(day=(inconsistent["reading_ts"] - INTERVAL).dt.strftime("%Y-%m-%d"))
+        bad = inconsistent.assign(day=day_of_interval(inconsistent["reading_ts"], timezone))
         bad = bad.drop_duplicates(["meter_id", "reading_ts"]).groupby(["meter_id", "day"]).size()
         grouped["inconsistent"] = bad.reindex(grouped.index, fill_value=0)
     else:
         grouped["inconsistent"] = 0
     out = grouped.reset_index()
-    out["completeness"] = np.minimum(out["readings"] / expected_per_day, 1.0)
+    out["expected_readings"] = expected_readings(out["day"], timezone)
+    out["completeness"] = np.minimum(out["readings"] / out["expected_readings"], 1.0)
     out["accuracy"] = out["accurate"] / out["rows"]
     out["consistency"] = 1 - np.minimum(out["inconsistent"] / np.maximum(out["readings"], 1), 1.0)
     out["timeliness"] = out["timely"] / out["rows"]
@@ -80,6 +101,7 @@ def meter_day_scores(checked: pd.DataFrame, findings: pd.DataFrame, expected_per
             "meter_id",
             "day",
             "readings",
+            "expected_readings",
             "completeness",
             "accuracy",
             "consistency",

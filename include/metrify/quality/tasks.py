@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.config import Settings, load_settings
 from metrify.contracts import grid, readings, weather
+from metrify.contracts.calendar import quarter_hours_in_day
 from metrify.contracts.events import ValidatedInterval
 from metrify.quality import anomalies
 from metrify.quality.checkpoint import QualityGateError
@@ -32,7 +32,7 @@ from metrify.quality.gate import (
 )
 from metrify.quality.grid_anomalies import run_grid_anomalies
 from metrify.quality.rules import INTERVAL, evaluate_rows
-from metrify.quality.scores import SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
+from metrify.quality.scores import METER_DAY_TIMEZONE, SCORE_DATASET, SCORE_SCHEMA, batch_score, meter_day_scores
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -82,9 +82,14 @@ def gate_source_day(dataset: str, date: str) -> tuple[dict[str, Any], dict[str, 
 
 
 def source_days(dataset: str, conf: dict[str, Any]) -> list[str]:
-    """UTC days of `dataset` to judge: a manual run's conf (`{"<dataset>": [dates]}`), else every
-    day whose raw files changed since the gate last judged it."""
-    return sorted(set(conf[dataset])) if conf.get(dataset) else pending_days(dataset)
+    """UTC days of `dataset` to judge: a manual run's conf (`{"<dataset>": [dates]}`, each date
+    checked), else every day whose raw files changed since the gate last judged it."""
+    if not conf.get(dataset):
+        return pending_days(dataset)
+    dates = conf[dataset]
+    if not isinstance(dates, list):
+        raise ValueError(f"{dataset} must be a list of dates YYYY-MM-DD; got {dates!r}")
+    return sorted({validate.iso_date(d, f"{dataset}[{n}]") for n, d in enumerate(dates)})
 
 
 def grid_anomalies_of(dates: list[str]) -> list[dict[str, Any]]:
@@ -113,12 +118,14 @@ def record_release(dataset: str, date: str, hour: int | None, reason: str, relea
     publishes its usable rows with status `released` and updates the validated asset)."""
     if dataset not in RELEASABLE:
         raise ValueError(f"cannot release dataset {dataset!r}: one of {sorted(RELEASABLE)}")
-    datetime.strptime(date, "%Y-%m-%d")
+    validate.iso_date(date, "date")
     hourly, dag_id = RELEASABLE[dataset]
     if hourly != (hour is not None):
         raise ValueError(
             f"{dataset} is judged per {'hour' if hourly else 'day'}: {'give' if hourly else 'leave out'} the hour"
         )
+    if hour is not None:
+        hour = validate.hour(hour, "hour")
     root = lake.lake_root(load_settings())
     interval = GateInterval(dataset, date, hour)
     files = (
@@ -171,6 +178,9 @@ def read_day(root: ObjectStoragePath, date: str) -> pd.DataFrame:
 def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]:
     """Detect anomalies in one meter-day of raw readings; write findings and meter-day scores.
 
+    The meter-day is the UTC day (`METER_DAY_TIMEZONE`), like the lake partitions it reads and
+    writes, so 96 quarter-hours are due per meter, DST change days included (the calendar says
+    so; Europe/Berlin business days are the warehouse's `meter_quality_tiers`).
     Findings go to `anomalies/meter_readings/date=<date>/`, scores to
     `quality/meter_day_scores/date=<date>/` (both overwritten: a re-run is idempotent).
     """
@@ -187,7 +197,8 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
     findings = anomalies.detect_anomalies(frame, day_start, window_end)
     path = anomalies.write_anomalies(findings, root, date)
     checked = evaluate_rows(frame, day_start + INTERVAL, day_end + INTERVAL)
-    scores = meter_day_scores(checked, findings)
+    scores = meter_day_scores(checked, findings, timezone=METER_DAY_TIMEZONE)
+    due_per_meter = quarter_hours_in_day(day_start.date(), METER_DAY_TIMEZONE)
     score_path = lake.partition_path(root, "quality", SCORE_DATASET, date=date) / f"{SCORE_DATASET}.parquet"
     lake.write_parquet(pa.Table.from_pandas(scores, schema=SCORE_SCHEMA, preserve_index=False), score_path)
     summary = {
@@ -197,7 +208,7 @@ def run_anomalies(date: str, settings: Settings | None = None) -> dict[str, Any]
         "anomalies_path": str(path),
         "scores_path": str(score_path),
         "tiers": scores["quality_tier"].value_counts().to_dict(),
-        "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * 96),
+        "batch_score": batch_score(checked, findings, expected_readings=frame["meter_id"].nunique() * due_per_meter),
     }
     log.info("anomalies for %s: %s", date, json.dumps(summary, default=str))
     return summary
@@ -209,21 +220,24 @@ def intervals_from_request(conf: dict[str, Any], settings: Settings | None = Non
     hour whose files changed since the gate last judged it (what a scheduled run does: the raw
     files themselves say what is new, so no event payload has to)."""
 
-    def clean(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        seen = {(str(i["date"]), int(i["hour"])) for i in items}
-        for date, hour in seen:
-            datetime.strptime(date, "%Y-%m-%d")
-            if not 0 <= hour <= 23:
-                raise ValueError(f"interval hour {hour} of {date} is not 0..23")
-        return [{"date": d, "hour": h} for d, h in sorted(seen)]
-
     if conf.get("intervals"):
-        return clean(list(conf["intervals"]))
+        items = conf["intervals"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ValueError(f'intervals must be a list of {{"date": "YYYY-MM-DD", "hour": H}}; got {items!r}')
+        seen = {
+            (
+                validate.iso_date(i.get("date"), f"intervals[{n}].date"),
+                validate.hour(i.get("hour"), f"intervals[{n}].hour"),
+            )
+            for n, i in enumerate(items)
+        }
+        return [{"date": d, "hour": h} for d, h in sorted(seen)]
     if conf.get("date"):
+        date = validate.iso_date(conf["date"], "date")
         settings = settings or load_settings()
-        base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=str(conf["date"]))
-        hours = {int(p.split("hour=")[1].split("/")[0]) for p in lake.list_files(base) if "hour=" in p}
-        return clean([{"date": conf["date"], "hour": h} for h in hours])
+        base = lake.partition_path(lake.lake_root(settings), "raw", readings.DATASET, date=date)
+        hours = {p.split("hour=")[1].split("/")[0] for p in lake.list_files(base) if "hour=" in p}
+        return [{"date": date, "hour": h} for h in sorted(validate.hour(h, "hour") for h in hours)]
     return pending_intervals(settings)
 
 

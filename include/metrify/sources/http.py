@@ -100,15 +100,12 @@ class Endpoint:
     def from_airflow(cls, conn_id: str) -> Endpoint:
         """Read the Airflow connection `conn_id` (inside a task) and mask its secrets in logs."""
         from airflow.sdk import Connection
-        from airflow.sdk.log import mask_secret
+
+        from metrify import redaction
 
         conn = Connection.get(conn_id)
         extra = conn.extra_dejson or {}
-        if conn.password:
-            mask_secret(conn.password)
-        for name in ("client_secret", "token", "api_key"):
-            if extra.get(name):
-                mask_secret(extra[name])
+        redaction.register_connection_values(conn.password, extra)
         if not conn.host:
             raise ValueError(
                 f"Airflow connection '{conn_id}' has no host: set it to the API's base URL "

@@ -45,8 +45,9 @@ def stamp(ts: datetime) -> str:
 
 
 def safe(value: str) -> str:
-    """A partition/file-name-safe form of a name (keeps letters incl. umlauts, digits, - and _)."""
-    return re.sub(r"[^\w\-]+", "_", value).strip("_")
+    """A partition/file-name-safe form of a name (keeps letters incl. umlauts, digits, - and _);
+    a name with none of them becomes `unnamed`, so a file name never loses a part."""
+    return re.sub(r"[^\w\-]+", "_", value).strip("_") or "unnamed"
 
 
 def raw_path(root: ObjectStoragePath, dataset: str, key: str, value: str, ts: datetime, name: str) -> ObjectStoragePath:

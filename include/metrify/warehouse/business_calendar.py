@@ -1,8 +1,10 @@
 """The energy business calendar: local (Europe/Berlin) days and the runs that rebuild them.
 
 A business day is a local day: 92, 96 or 100 quarter-hours (spring-forward, normal,
-fall-back). The lake is partitioned by UTC date, so a business day spans two UTC dates.
-The dbt project uses the same time zone (var `business_timezone`; a test keeps them equal).
+fall-back; `quarter_hours_in_local_day`, defined once in `metrify.contracts.calendar` so the
+quality tasks share it). The lake is partitioned by UTC date, so a business day spans two UTC
+dates. The dbt project uses the same time zone (var `business_timezone`) and the same day
+lengths (macro `quarter_hours_in_local_day`); tests keep them equal.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from __future__ import annotations
 from datetime import date as Date
 from typing import Any
 
-BUSINESS_TIMEZONE = "Europe/Berlin"
+from metrify.contracts.calendar import BUSINESS_TIMEZONE, quarter_hours_in_day, quarter_hours_in_local_day
+
+__all__ = [
+    "BUSINESS_TIMEZONE",
+    "daily_run_days",
+    "daily_run_logical_date",
+    "quarter_hours_in_day",
+    "quarter_hours_in_local_day",
+]
 
 
 def daily_run_days(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.contracts import anomalies, grid, readings, registry, verdicts, weather
 
 if TYPE_CHECKING:
@@ -140,6 +140,12 @@ class Interval:
 
     day: Date
     hour: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.day, Date):
+            raise ValueError(f"interval day must be a date; got {self.day!r}")
+        if self.hour is not None:
+            validate.hour(self.hour, "interval hour")
 
     def __str__(self) -> str:
         return f"date={self.day:%Y-%m-%d}" + ("" if self.hour is None else f"/hour={self.hour:02d}")

@@ -10,6 +10,7 @@
   extra, `private_key_content`; Snowflake refuses password-only logins for service users).
 * The project path is `METRIFY_DBT_DIR` (default `<repo>/dbt`), so moving the DAG folder
   breaks nothing.
+* Cosmos's usage telemetry is off unless asked for (`metrify.telemetry`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from metrify.config import load_settings
+from metrify.telemetry import telemetry_off
 
 
 def project_config() -> Any:
@@ -139,8 +141,10 @@ def pool() -> str:
 def dbt_task_group(hourly: bool) -> Any:
     """The dbt project as a Cosmos task group `dbt` (one task group per model: run, then its
     tests). Hourly runs leave the daily metrics out and test only recent rows."""
+    telemetry_off()  # before Cosmos reads its settings, and again for a Cosmos already loaded
     from cosmos import DbtTaskGroup
 
+    telemetry_off()
     group = DbtTaskGroup(
         group_id="dbt",
         project_config=project_config(),

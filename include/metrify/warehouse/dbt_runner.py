@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from metrify.config import Settings, environ_overrides, load_settings
+from metrify.telemetry import telemetry_off
 
 
 def dbt_env(
@@ -37,7 +38,9 @@ def run_dbt(
     vars: dict[str, Any] | None = None,
     target_path: Path | None = None,
 ) -> DbtResult:
-    """Run a dbt command in-process (dbtRunner) against `target`; raises nothing, reports all."""
+    """Run a dbt command in-process (dbtRunner) against `target`; raises nothing, reports all.
+    No anonymous usage stats unless asked for (`metrify.telemetry`)."""
+    telemetry_off()
     from dbt.cli.main import dbtRunner
 
     settings = settings or load_settings()

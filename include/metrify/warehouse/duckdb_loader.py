@@ -16,7 +16,7 @@ from datetime import date as Date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metrify import lake
+from metrify import lake, validate
 from metrify.config import Settings, load_settings
 from metrify.warehouse.catalog import (
     DUCKDB,
@@ -128,22 +128,21 @@ def load_interval_duckdb(
     """Replace one interval of `raw.<source>` with the given files, atomically."""
     started = time.perf_counter()
     table = f"{RAW_SCHEMA_NAME}.{source.table}"
-    hour_sql = "IS NULL" if interval.hour is None else f"= {interval.hour}"
-    where = f"_interval_date = DATE '{interval.day:%Y-%m-%d}' AND _interval_hour {hour_sql}"
+    where = "_interval_date = ? AND _interval_hour IS NOT DISTINCT FROM ?"
+    bound = [interval.day, interval.hour]
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"DELETE FROM {table} WHERE {where}")
+        conn.execute(f"DELETE FROM {table} WHERE {where}", bound)
         rows = 0
         if files:
             relation, params = _duckdb_relation(conn, root, files)
             available = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {relation}", params).fetchall()}
-            hour_value = "NULL" if interval.hour is None else str(interval.hour)
             conn.execute(
                 f"INSERT INTO {table} SELECT {_select_list(source, available)}, "
-                f"DATE '{interval.day:%Y-%m-%d}', {hour_value}, filename, now()::TIMESTAMP FROM {relation}",
-                params,
+                f"CAST(? AS DATE), CAST(? AS INTEGER), filename, now()::TIMESTAMP FROM {relation}",
+                [*bound, *params],
             )
-            rows = scalar(conn, f"SELECT count(*) FROM {table} WHERE {where}")
+            rows = scalar(conn, f"SELECT count(*) FROM {table} WHERE {where}", bound)
         conn.execute(
             "DELETE FROM raw._load_log WHERE source = ? AND interval_date = ? AND interval_hour IS NOT DISTINCT FROM ?",
             [source.table, interval.day, interval.hour],
@@ -250,6 +249,7 @@ def replace_table(
     settings: Settings | None = None,
 ) -> int:
     """Replace every row of `raw.<table>` with `frame`'s `columns`, in one transaction."""
+    validate.name(table, "table")
     data = frame[[n for n, _ in columns]].copy()
     with duckdb_session(conn, settings) as db:
         ensure_duckdb_tables(db)

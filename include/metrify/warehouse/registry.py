@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metrify import redaction
 from metrify.config import load_settings
 from metrify.warehouse.catalog import REGISTRY_COLUMNS, REGISTRY_TABLE
 
@@ -25,7 +26,9 @@ def read_registry(dsn: str | None = None, conn_id: str | None = None) -> pd.Data
     if dsn is None:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-        conn = PostgresHook(postgres_conn_id=conn_id or load_settings().registry_conn_id).get_conn()
+        conn_id = conn_id or load_settings().registry_conn_id
+        redaction.register_connection(conn_id)  # its password reaches no log or alert
+        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
     else:
         conn = psycopg2.connect(dsn)
     try:

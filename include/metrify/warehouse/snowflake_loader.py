@@ -4,6 +4,10 @@ Each interval is copied (`COPY INTO … MATCH_BY_COLUMN_NAME`) into a transient 
 its rows in `raw.<table>` are deleted and re-inserted in one transaction (Snowflake DDL commits
 implicitly, so the COPY happens before the transaction opens). Every statement goes through a
 DB-API cursor (the Airflow Snowflake hook's connection in production, fakesnow in the tests).
+
+No outside string is pasted into SQL unchecked: dates, hours and values are bind parameters;
+what Snowflake cannot bind (object keys in `FILES = (...)`, the stage URL, database, integration
+and table names) passes a strict pattern of `metrify.validate` first.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date as Date
 from typing import TYPE_CHECKING, Any
 
+from metrify import validate
 from metrify.warehouse.catalog import (
     RAW_SCHEMA_NAME,
     REGISTRY_COLUMNS,
@@ -34,17 +39,25 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import ObjectStoragePath
 
+#: One statement and its bind parameters (None: no parameters).
+Statement = tuple[str, tuple[Any, ...] | None]
+
+
+def _schema(database: str | None) -> str:
+    return f"{validate.identifier(database, 'database')}.{RAW_SCHEMA_NAME}" if database else RAW_SCHEMA_NAME
+
 
 def snowflake_setup_sql(
     stage_url: str, storage_integration: str | None = None, database: str | None = None
 ) -> list[str]:
     """DDL for the raw schema, its tables and the external stage over the lake."""
-    prefix = f"{database}." if database else ""
-    schema = f"{prefix}{RAW_SCHEMA_NAME}"
-    stage_opts = f" STORAGE_INTEGRATION = {storage_integration}" if storage_integration else ""
+    schema = _schema(database)
+    url = validate.stage_url(stage_url.rstrip("/"), "stage URL")
+    integration = validate.identifier(storage_integration, "storage integration") if storage_integration else None
+    stage_opts = f" STORAGE_INTEGRATION = {integration}" if integration else ""
     statements = [
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
-        f"CREATE STAGE IF NOT EXISTS {schema}.lake_stage URL = '{stage_url.rstrip('/')}/'{stage_opts}",
+        f"CREATE STAGE IF NOT EXISTS {schema}.lake_stage URL = '{url}/'{stage_opts}",
     ]
     for source in SOURCES.values():
         statements.append(create_table_sql(source.table, source.all_columns, SNOWFLAKE, schema))
@@ -55,39 +68,52 @@ def snowflake_setup_sql(
 
 def snowflake_load_sql(
     source: Source, interval: Interval, relative_files: Sequence[str], database: str | None = None
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[Statement], list[Statement]]:
     """(statements before the transaction, statements inside it, then a cleanup) for one interval.
 
-    `relative_files` are paths relative to the lake root (= the stage URL).
+    `relative_files` are object keys relative to the lake root (= the stage URL); each must pass
+    `validate.object_key` (Snowflake binds no values inside `FILES = (...)`).
     """
-    prefix = f"{database}." if database else ""
-    schema = f"{prefix}{RAW_SCHEMA_NAME}"
+    schema = _schema(database)
     table = f"{schema}.{source.table}"
+    keys = [validate.object_key(f, "object key") for f in relative_files]
     # a transient work table per interval (parallel loads of different intervals never meet)
     slot = "d" if interval.hour is None else f"{interval.hour:02d}"
     tmp = f"{schema}._load_{source.table}_{interval.day:%Y%m%d}_{slot}"
     cols = ", ".join(name.upper() for name, _ in source.columns)
-    hour_sql = "IS NULL" if interval.hour is None else f"= {interval.hour}"
-    where = f"_INTERVAL_DATE = '{interval.day:%Y-%m-%d}'::DATE AND _INTERVAL_HOUR {hour_sql}"
-    before = [
-        f"CREATE OR REPLACE TRANSIENT TABLE {tmp} "
-        f"({', '.join(f'{n.upper()} {TYPES[k][SNOWFLAKE]}' for n, k in source.columns)})"
-    ]
-    for chunk_start in range(0, len(relative_files), 1000):  # COPY takes at most 1,000 FILES
-        chunk = relative_files[chunk_start : chunk_start + 1000]
-        listed = ", ".join(f"'{f}'" for f in chunk)
-        before.append(
-            f"COPY INTO {tmp} FROM @{schema}.lake_stage FILES = ({listed}) "
-            "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+    day = f"{interval.day:%Y-%m-%d}"
+    where_params: tuple[Any, ...]
+    if interval.hour is None:
+        where, where_params, hour_sql = "_INTERVAL_DATE = %s::DATE AND _INTERVAL_HOUR IS NULL", (day,), "NULL"
+        insert_params: tuple[Any, ...] = (day,)
+    else:
+        where, where_params, hour_sql = "_INTERVAL_DATE = %s::DATE AND _INTERVAL_HOUR = %s", (day, interval.hour), "%s"
+        insert_params = (day, interval.hour)
+    before: list[Statement] = [
+        (
+            f"CREATE OR REPLACE TRANSIENT TABLE {tmp} "
+            f"({', '.join(f'{n.upper()} {TYPES[k][SNOWFLAKE]}' for n, k in source.columns)})",
+            None,
         )
-    hour_value = "NULL" if interval.hour is None else str(interval.hour)
-    inside = [
-        f"DELETE FROM {table} WHERE {where}",
-        f"INSERT INTO {table} ({cols}, _INTERVAL_DATE, _INTERVAL_HOUR, _SOURCE_FILE, _LOADED_AT) "
-        f"SELECT {cols}, '{interval.day:%Y-%m-%d}'::DATE, {hour_value}, NULL, "
-        f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM {tmp}",
     ]
-    return before, inside + [f"DROP TABLE IF EXISTS {tmp}"]
+    for chunk_start in range(0, len(keys), 1000):  # COPY takes at most 1,000 FILES
+        listed = ", ".join(f"'{key}'" for key in keys[chunk_start : chunk_start + 1000])
+        before.append(
+            (
+                f"COPY INTO {tmp} FROM @{schema}.lake_stage FILES = ({listed}) "
+                "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
+                None,
+            )
+        )
+    inside: list[Statement] = [
+        (f"DELETE FROM {table} WHERE {where}", where_params),
+        (
+            f"INSERT INTO {table} ({cols}, _INTERVAL_DATE, _INTERVAL_HOUR, _SOURCE_FILE, _LOADED_AT) "
+            f"SELECT {cols}, %s::DATE, {hour_sql}, NULL, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM {tmp}",
+            insert_params,
+        ),
+    ]
+    return before, inside + [(f"DROP TABLE IF EXISTS {tmp}", None)]
 
 
 def load_interval_snowflake(
@@ -96,16 +122,16 @@ def load_interval_snowflake(
     """Replace one interval in Snowflake through a DB-API cursor (snowflake-connector / hook)."""
     started = time.perf_counter()
     before, inside = snowflake_load_sql(source, interval, relative_files, database)
-    for statement in before:
-        cursor.execute(statement)
+    for statement, params in before:
+        cursor.execute(statement, params)
     cursor.execute("BEGIN")
     try:
         rows = 0
-        for statement in inside[:-1]:
-            cursor.execute(statement)
+        for statement, params in inside[:-1]:
+            cursor.execute(statement, params)
             rows = cursor.rowcount or 0  # the INSERT's row count
         cursor.execute("COMMIT")
-        cursor.execute(inside[-1])
+        cursor.execute(*inside[-1])
     except Exception as exc:
         cursor.execute("ROLLBACK")
         raise RuntimeError(f"loading {source.layer}/{source.dataset}/{interval} into Snowflake failed: {exc}") from exc
@@ -135,8 +161,7 @@ def replace_table_snowflake(
 ) -> int:
     """Replace every row of `raw.<table_name>` with `frame`'s `columns`, in one transaction
     (bind parameters only)."""
-    prefix = f"{database}." if database else ""
-    table = f"{prefix}{RAW_SCHEMA_NAME}.{table_name}"
+    table = f"{_schema(database)}.{validate.name(table_name, 'table')}"
     names = [n for n, _ in columns]
     records = [
         tuple(_bindable(v, kind) for v, (_, kind) in zip(row, columns, strict=True))

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date as Date
 from typing import Any
 
-from metrify import lake
+from metrify import lake, redaction
 from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS, VALIDATED_WEATHER
 from metrify.config import Settings, load_settings
 from metrify.contracts.events import ValidatedInterval
@@ -28,6 +28,7 @@ from metrify.warehouse.duckdb_loader import (
 )
 from metrify.warehouse.registry import read_registry
 from metrify.warehouse.snowflake_loader import load_registry_snowflake, load_verdicts_snowflake, sync_snowflake
+from metrify.warehouse.unregistered import note_unregistered
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settin
         if days is None:
             raise ValueError("loading Snowflake needs the days to load (the DAG passes its data interval)")
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
 
         with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
             cursor = conn.cursor()
@@ -143,16 +146,33 @@ def load_registry_for_transform(settings: Settings | None = None) -> int:
     if frame.empty:
         raise RuntimeError(
             f"the meter registry in PostgreSQL ({settings.registry_conn_id}, table {REGISTRY_TABLE}) "
-            "is empty: dim_meters would be empty and every fact would fail its relationship test"
+            "is empty: every meter would count as unregistered; check the registry and its connection"
         )
     if settings.warehouse_target == "snowflake":
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
 
         with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
             return load_registry_snowflake(conn.cursor(), frame)
     return load_registry_duckdb(frame, settings=settings)
 
 
-def report() -> dict[str, int]:
-    """Row counts of what the warehouse holds now (DuckDB; Snowflake reports nothing here)."""
-    return summary() if load_settings().warehouse_target == "duckdb" else {}
+def report(context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """After a build: row counts of what the warehouse holds (DuckDB; Snowflake reports none
+    here) and the meters the registry does not know yet, with their readings, alerting each
+    such meter once (`metrify.warehouse.unregistered`); an unknown meter never fails the run."""
+    settings = load_settings()
+    if settings.warehouse_target == "snowflake":
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
+            unknown = note_unregistered(conn.cursor(), "%s", context)
+        tables: dict[str, int] = {}
+    else:
+        with duckdb_session(None, settings) as db:
+            unknown = note_unregistered(db, "?", context)
+        tables = summary(settings)
+    result = {"tables": tables, "unregistered_meters": unknown.as_dict()}
+    log.info("warehouse holds: %s", result)
+    return result

@@ -23,10 +23,11 @@ def build_warehouse(lake_load: Any, hourly: bool, outlet: Any) -> None:
         return load_registry_for_transform()
 
     @task(outlets=[outlet])
-    def report() -> dict[str, int]:
-        """Row counts of what the warehouse holds now (DuckDB)."""
+    def report(**context: Any) -> dict[str, Any]:
+        """Row counts of what the warehouse holds now (DuckDB), and the meters the registry does
+        not know yet (counted; each alerted once)."""
         from metrify.warehouse.tasks import report as warehouse_report
 
-        return warehouse_report()
+        return warehouse_report(context)
 
     [lake_load, load_registry()] >> dbt_task_group(hourly) >> report()

@@ -41,15 +41,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.ingest import kafka
-from metrify_dev import kafka_broker, kafka_mock
+from metrify_dev import REPO_ROOT, kafka_broker, kafka_mock
 from metrify_dev.bench import peer_provider
 
 TOPIC_MESSAGES = 300_000  # per topic on the mock broker (it keeps about 5 MB per partition)
 REAL_TOPIC = "bench-meter-readings"
 CONTENDERS = ("raw", "drain", "provider")
-PYCACHE = PROJECT_ROOT / ".metrify" / "bench-pycache"
+PYCACHE = REPO_ROOT / ".metrify" / "bench-pycache"
 LABELS = {"raw": "raw consume (ceiling)", "drain": "drain (project)", "provider": "provider operator"}
 TARGETS = {"drain_to_raw": 0.5, "drain_to_provider": 5.0, "drain_peak_rss_mib": 1024}
 
@@ -122,7 +122,7 @@ def _pairs(extra: dict[str, Any], topics: list[str]) -> list[tuple[str, int]]:
 @contextmanager
 def real_broker(tmp: Path, backlog: Backlog) -> Iterator[Topics]:
     """A fresh real broker (jars from the project's cache) holding the backlog in one topic."""
-    broker = kafka_broker.KafkaBroker(tmp / "kafka-real", dist_home=PROJECT_ROOT / ".metrify" / "kafka-dist")
+    broker = kafka_broker.KafkaBroker(tmp / "kafka-real", dist_home=REPO_ROOT / ".metrify" / "kafka-dist")
     state = broker.up()
     try:
         partitions = broker.create_topic(REAL_TOPIC)  # the project's default partition count
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--brokers", default="real,mock", help="comma-separated: real (Kafka 4.4, needs java and mvn), mock"
     )
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "bench-results" / "ingest.json")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench-results" / "ingest.json")
     args = parser.parse_args(argv)
     brokers = tuple(b.strip() for b in args.brokers.split(",") if b.strip())
     if not brokers or set(brokers) - {"real", "mock"}:

@@ -36,11 +36,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metrify.config import PROJECT_ROOT, environ_overrides, load_settings
+from metrify.config import environ_overrides, load_settings
 from metrify.warehouse.dbt_runner import build_manifest
 from metrify.warehouse.duckdb_loader import summary as warehouse_summary
 from metrify.warehouse.reconcile import reconcile
-from metrify_dev import airflow_env, backfill
+from metrify_dev import REPO_ROOT, airflow_env, backfill
 from metrify_dev.postgres import seed_registry, stop_registry_db
 
 MODES = ("local", "watcher")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="default bench-results/transform_modes.json (--scheduler: transform_modes_scheduler.json)",
     )
     args = parser.parse_args(argv)
-    args.out = args.out or PROJECT_ROOT / "bench-results" / (
+    args.out = args.out or REPO_ROOT / "bench-results" / (
         "transform_modes_scheduler.json" if args.scheduler else "transform_modes.json"
     )
     with (

@@ -75,6 +75,7 @@ def test_failure_alert_goes_to_log_and_webhook_with_runbook_link(tmp_path, monke
             "source-data-missing",
         ),
         ("dwd: 1 of 24 cities failed …: Köln: no record for 2026-11-22 14:00–16:00 UTC", "source-data-missing"),
+        ("meters not in the registry: DE0000401403 (first reading 2026-03-28 00:15 UTC)", "meter-not-in-the-registry"),
         ("something nobody foresaw", "triage"),
     ],
 )
@@ -83,9 +84,9 @@ def test_each_failure_kind_links_its_runbook_section(error: str, section: str) -
 
 
 def test_every_linked_section_exists_in_the_runbook() -> None:
-    from metrify.config import PROJECT_ROOT
+    from tests import REPO_ROOT
 
-    runbook = (PROJECT_ROOT / "RUNBOOK.md").read_text()
+    runbook = (REPO_ROOT / "RUNBOOK.md").read_text()
     anchors = {s for _, s in alerts.RUNBOOK_SECTIONS} | {"triage", "deadline-missed"}
     for anchor in anchors:
         heading = anchor.replace("-", " ")

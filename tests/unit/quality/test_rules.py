@@ -128,6 +128,40 @@ def test_meter_day_scores_and_tiers() -> None:
     assert set(by_meter["day"]) == {"2026-11-16"}  # 00:15 .. 24:00 belong to the 16th
 
 
+def _meter_day(day: str, hours: int, timezone: str = "UTC") -> pd.DataFrame:
+    """One meter's readings for the first `hours` hours of `day` on the clocks of `timezone`."""
+    start = pd.Timestamp(day, tz=timezone).tz_convert("UTC") + pd.Timedelta(minutes=15)
+    return batch(meters=1, slots=4 * hours, start=start)
+
+
+@pytest.mark.parametrize("day", ["2026-03-29", "2026-10-25", "2026-11-16"])
+def test_meter_day_expected_readings_come_from_the_calendar_of_utc_days(day: str) -> None:
+    """The quality tasks' meter-day is the UTC day: 96 quarter-hours, DST change days included.
+    A meter that reported 48 readings (12 hours) is 50 % complete, not judged on its own hours."""
+    frame = _meter_day(day, hours=12)
+    start = pd.Timestamp(day, tz="UTC")
+    checked = rules.evaluate_rows(frame, start + rules.INTERVAL, start + pd.Timedelta(days=1) + rules.INTERVAL)
+    row = scores.meter_day_scores(checked, anomalies.empty_findings()).iloc[0]
+    assert (row["day"], row["readings"], row["expected_readings"]) == (day, 48, 96)
+    assert row["completeness"] == 0.5
+
+
+@pytest.mark.parametrize(("day", "expected"), [("2026-03-29", 92), ("2026-10-25", 100), ("2026-11-16", 96)])
+def test_meter_day_scores_on_business_days_follow_the_clock_changes(day: str, expected: int) -> None:
+    """The same scores on Europe/Berlin days (what the warehouse's tiers use): a complete day
+    is complete on the short and the long day, half a day is half."""
+    full = _meter_day(day, hours=expected // 4, timezone="Europe/Berlin")
+    start = pd.Timestamp(day, tz="Europe/Berlin").tz_convert("UTC")
+    end = pd.Timestamp(day, tz="Europe/Berlin") + pd.Timedelta(days=1)
+    checked = rules.evaluate_rows(full, start + rules.INTERVAL, end.tz_convert("UTC") + rules.INTERVAL)
+    row = scores.meter_day_scores(checked, anomalies.empty_findings(), timezone="Europe/Berlin").iloc[0]
+    assert (row["day"], row["readings"], row["expected_readings"]) == (day, expected, expected)
+    assert row["completeness"] == 1.0 and row["quality_tier"] == "gold"
+    half = rules.evaluate_rows(full.iloc[: expected // 2], start + rules.INTERVAL, end.tz_convert("UTC"))
+    row = scores.meter_day_scores(half, anomalies.empty_findings(), timezone="Europe/Berlin").iloc[0]
+    assert row["completeness"] == 0.5
+
+
 def test_batch_score_counts_inconsistency() -> None:
     frame = batch(meters=10)
     checked = rules.evaluate_rows(frame, START, END)
@@ -162,7 +196,7 @@ def test_interval_selection(metrify_home) -> None:
         {"date": "2026-11-16", "hour": 5},
         {"date": "2026-11-16", "hour": 6},
     ]
-    with pytest.raises(ValueError, match="hour 24"):
+    with pytest.raises(ValueError, match=r"intervals\[0\].hour must be an hour 0..23; got 24"):
         quality_tasks.intervals_from_request({"intervals": [{"date": "2026-11-16", "hour": 24}]})
 
 

@@ -9,16 +9,17 @@ import pytest
 
 from metrify import lake
 from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS
-from metrify.config import PROJECT_ROOT, load_settings
+from metrify.config import load_settings
 from metrify.contracts.events import ValidatedInterval
 from metrify.contracts.geography import CITIES
 from metrify.warehouse import business_calendar, catalog, cosmos_config, duckdb_loader, snowflake_loader
 from metrify.warehouse import tasks as warehouse_tasks
 from metrify_dev import postgres
+from tests import REPO_ROOT
 
 
 def test_cities_seed_matches_geography():
-    with open(PROJECT_ROOT / "dbt" / "seeds" / "cities.csv", newline="") as handle:
+    with open(REPO_ROOT / "dbt" / "seeds" / "cities.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["city"], r["postal_code"], r["region"], r["grid_operator"]) for r in rows] == [
         (c.name, c.postal_code, c.region, c.tso) for c in CITIES
@@ -31,8 +32,8 @@ def test_snowflake_load_replaces_one_interval_in_a_transaction():
     before, inside = snowflake_loader.snowflake_load_sql(
         source, catalog.Interval(date(2026, 11, 22), 5), files, "METRIFY"
     )
-    assert before[0].startswith("CREATE OR REPLACE TRANSIENT TABLE METRIFY.raw._load_grid_status_20261122_05")
-    copies = [s for s in before if s.startswith("COPY INTO")]
+    assert before[0][0].startswith("CREATE OR REPLACE TRANSIENT TABLE METRIFY.raw._load_grid_status_20261122_05")
+    copies = [s for s, _ in before if s.startswith("COPY INTO")]
     assert len(copies) == 2  # at most 1,000 FILES per COPY
     assert all(
         "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE" in c and "FORCE = TRUE" in c and "FROM @METRIFY.raw.lake_stage" in c
@@ -40,16 +41,17 @@ def test_snowflake_load_replaces_one_interval_in_a_transaction():
     )
     assert copies[0].count(".parquet'") == 1000 and copies[1].count(".parquet'") == 500
     assert inside[0] == (
-        "DELETE FROM METRIFY.raw.grid_status WHERE _INTERVAL_DATE = '2026-11-22'::DATE AND _INTERVAL_HOUR = 5"
+        "DELETE FROM METRIFY.raw.grid_status WHERE _INTERVAL_DATE = %s::DATE AND _INTERVAL_HOUR = %s",
+        ("2026-11-22", 5),
     )
-    assert inside[1].startswith("INSERT INTO METRIFY.raw.grid_status (OPERATOR_NAME, READING_TS")
-    assert inside[-1] == "DROP TABLE IF EXISTS METRIFY.raw._load_grid_status_20261122_05"
+    assert inside[1][0].startswith("INSERT INTO METRIFY.raw.grid_status (OPERATOR_NAME, READING_TS")
+    assert inside[-1] == ("DROP TABLE IF EXISTS METRIFY.raw._load_grid_status_20261122_05", None)
 
 
 def test_daily_interval_has_no_hour():
     source = catalog.SOURCES["meter_anomalies"]
     _, inside = snowflake_loader.snowflake_load_sql(source, catalog.Interval(date(2026, 11, 22)), ["a.parquet"])
-    assert inside[0].endswith("_INTERVAL_HOUR IS NULL")
+    assert inside[0][0].endswith("_INTERVAL_HOUR IS NULL") and inside[0][1] == ("2026-11-22",)
 
 
 def test_unexpected_lake_file_is_named(tmp_path, monkeypatch):
