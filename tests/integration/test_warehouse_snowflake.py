@@ -114,6 +114,61 @@ def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
     )
 
 
+def test_the_hourly_transform_loads_the_days_the_gate_announced_into_snowflake(snowflake, monkeypatch):
+    """`transform`'s load task on the production target, through `snowflake_default` and the
+    provider's hook: the days come from the gate's events (it used to raise on every run)."""
+    import json
+
+    from metrify.assets import VALIDATED_METER_READINGS
+    from metrify.contracts.events import ValidatedInterval
+    from metrify.warehouse import tasks as warehouse_tasks
+
+    env, cursor = snowflake["env"], snowflake["cursor"]
+    connection = {
+        "conn_type": "snowflake",
+        "login": env["SNOWFLAKE_USER"],
+        "password": env["SNOWFLAKE_PASSWORD"],
+        "schema": "ANALYTICS",
+        "extra": {
+            "account": "fakesnow",
+            "database": "METRIFY",
+            "host": env["SNOWFLAKE_HOST"],
+            "port": env["SNOWFLAKE_PORT"],
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
+    connect = snowflake_connector.connect
+    monkeypatch.setattr(snowflake_connector, "connect", lambda **kw: connect(**kw, protocol="http"))  # fakesnow: HTTP
+
+    day = "2026-03-29"
+    in_files = sum(
+        pq.read_table(path).num_rows
+        for (interval, files) in catalog.partitions(catalog.SOURCES["meter_readings"], snowflake["root"]).items()
+        if str(interval.day) == day
+        for path in files
+    )
+    other_day = cursor.execute(
+        f"select count(*) from raw.meter_readings where _interval_date <> '{day}'::date"
+    ).fetchone()
+    cursor.execute(f"delete from raw.meter_readings where _interval_date = '{day}'::date")
+
+    class Event:
+        extra = ValidatedInterval("meter_readings", day, 7, rows=1, quality_score=100.0).to_extra()
+
+    result = warehouse_tasks.load_changed_lake({VALIDATED_METER_READINGS: [Event()]})
+    assert result["announced"] == [f"meter_readings/date={day}/hour=07"]
+    assert (
+        cursor.execute(f"select count(*) from raw.meter_readings where _interval_date = '{day}'::date").fetchone()[0]
+        == in_files
+        > 0
+    )
+    assert (
+        cursor.execute(f"select count(*) from raw.meter_readings where _interval_date <> '{day}'::date").fetchone()
+        == other_day
+    )
+
+
 def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factory, monkeypatch):
     alert_log = tmp_path_factory.mktemp("alerts") / "alerts.log"
     monkeypatch.setenv("METRIFY_ALERT_LOG", str(alert_log))
