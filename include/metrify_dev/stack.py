@@ -182,8 +182,14 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200, p
 
 
 def down(settings: Settings | None = None) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
     settings = settings or load_settings()
-    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS) if stop(name, settings)]
+    names = ("feed", *AIRFLOW_COMPONENTS)
+    # together: each Airflow component takes seconds to shut down gracefully
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(lambda name: stop(name, settings), names))
+    stopped = [name for name, was_running in zip(names, results, strict=True) if was_running]
     if fakes.down(settings.home):
         stopped.append("fakes")
     if kafka_mock.down(settings):
