@@ -20,7 +20,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 
-pytest_plugins = ["pytester", "tests.skip_rule"]
+pytest_plugins = ["pytester", "tests.skip_rule", "tests.airflow_stack"]
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ Airflow's API server (the UI), scheduler, DAG processor and triggerer, plus the 
 stand-ins: the Kafka broker, the fake grid and weather APIs, and a simulator feeding the meter
 topic continuously. Each process
 gets a pid file and a log under `<METRIFY_HOME>/stack/`. The UI requires a login
-(SimpleAuthManager, never all-admins): users `admin` (admin), `operator` (op) and `viewer`
-(viewer), passwords generated into `<AIRFLOW_HOME>/simple_auth_manager_passwords.json.generated`.
+(SimpleAuthManager, never all-admins): users `admin` (admin), `operator` (op), `user` (user) and
+`viewer` (viewer), passwords generated into `<AIRFLOW_HOME>/simple_auth_manager_passwords.json.generated`.
 The UI listens on 127.0.0.1 (`METRIFY_UI_HOST` to change); the JWT secret and the passwords file
 are mode 0600, and `metrify up` prints the file's path, never a password.
 """
@@ -29,7 +29,10 @@ from metrify_dev import fakes, kafka_mock
 from metrify_dev.processes import alive, spawn, terminate
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-USERS = "admin:admin,operator:op,viewer:viewer"
+# Airflow's SimpleAuthManager roles, each including the one below: viewer reads DAGs, runs and
+# logs (no connections, no variables); user also triggers, clears, backfills and pauses DAGs; op
+# also manages connections, variables and pools; admin everything.
+USERS = "admin:admin,operator:op,user:user,viewer:viewer"
 FLEET_SEED = 42  # the live feed's meters are the same fleet in every window
 
 
@@ -69,8 +72,9 @@ def passwords_file(settings: Settings) -> Path:
     return settings.airflow_home / "simple_auth_manager_passwords.json.generated"
 
 
-def stack_environment(settings: Settings) -> dict[str, str]:
-    """The local Airflow environment plus what the long-running services need."""
+def stack_environment(settings: Settings, paused: bool = False) -> dict[str, str]:
+    """The local Airflow environment plus what the long-running services need; with `paused`,
+    new DAGs start paused (nothing is scheduled until someone unpauses a DAG)."""
     from metrify_dev.airflow_env import environment
 
     secret_file = private_file(settings.airflow_home / "jwt_secret", secrets.token_urlsafe(32))
@@ -87,7 +91,7 @@ def stack_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(private_file(passwords_file(settings))),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     }
 
@@ -153,7 +157,8 @@ def passwords(settings: Settings, timeout: float = 60.0) -> dict[str, str]:
         time.sleep(0.5)
 
 
-def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -> dict[str, Any]:
+def up(settings: Settings | None = None, feed: bool = True, meters: int = 200, paused: bool = False) -> dict[str, Any]:
+    """Start the stack; `paused` starts every DAG paused (tests of the API that need no pipeline)."""
     from metrify_dev.airflow_env import airflow_command, ensure_db
 
     settings = settings or load_settings()
@@ -161,7 +166,7 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
     ensure_db(settings)
     fakes.up(settings.home)
     seed_fleet_registry(settings, meters)
-    env = stack_environment(settings)
+    env = stack_environment(settings, paused=paused)
     if feed:
         start("feed", [sys.executable, "-m", "metrify_dev.stack", "feed", str(meters)], env, settings)
     for component in AIRFLOW_COMPONENTS:
@@ -177,8 +182,14 @@ def up(settings: Settings | None = None, feed: bool = True, meters: int = 200) -
 
 
 def down(settings: Settings | None = None) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
     settings = settings or load_settings()
-    stopped = [name for name in ("feed", *AIRFLOW_COMPONENTS) if stop(name, settings)]
+    names = ("feed", *AIRFLOW_COMPONENTS)
+    # together: each Airflow component takes seconds to shut down gracefully
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(lambda name: stop(name, settings), names))
+    stopped = [name for name, was_running in zip(names, results, strict=True) if was_running]
     if fakes.down(settings.home):
         stopped.append("fakes")
     if kafka_mock.down(settings):

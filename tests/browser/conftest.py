@@ -1,17 +1,10 @@
-"""The local stack (`metrify up`) and a headless Chromium for the browser tests.
-
-One stack per module (its environment changes are undone when the module ends): Kafka, the
-simulator feed and Airflow's API server, scheduler, DAG
-processor and triggerer, on a free port, in a private METRIFY_HOME. Tasks get no retries here
-(METRIFY_TASK_RETRIES=0) so a failure drill fails at once. Screenshots are kept as artifacts in
-`test-artifacts/browser/`.
+"""A headless Chromium for the browser tests; the local stack they drive is the `stack` fixture
+of tests/airflow_stack.py. Screenshots are kept as artifacts in `test-artifacts/browser/`.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,39 +15,6 @@ from tests.skip_rule import require
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from metrify.config import load_settings
-    from metrify_dev import stack as local_stack
-
-    home = tmp_path_factory.mktemp("stack")
-    overrides = {
-        "METRIFY_HOME": str(home),
-        "METRIFY_UI_PORT": str(_free_port()),
-        "METRIFY_TASK_RETRIES": "0",
-        "METRIFY_ALERT_LOG": str(home / "alerts.log"),
-    }
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
-    settings = load_settings()
-    try:
-        info = local_stack.up(settings, meters=20)
-        yield {**info, "home": home, "settings": settings}
-    finally:
-        local_stack.down(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from metrify_dev import kafka_mock
+from tests.airflow_stack import api
 
 EXPECTED_DAGS = (
     "ingest_meter_readings",
@@ -24,16 +25,6 @@ EXPECTED_DAGS = (
     "warehouse_daily",
 )
 pytestmark = pytest.mark.browser
-
-
-def api(stack: dict, user: str = "admin") -> requests.Session:
-    token = requests.post(
-        f"{stack['url']}/auth/token", timeout=10, json={"username": user, "password": stack["passwords"][user]}
-    )
-    token.raise_for_status()
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return session
 
 
 def login(browser, stack: dict, user: str = "admin") -> None:
@@ -78,16 +69,6 @@ def click_trigger(browser, stack: dict, dag_id: str) -> None:
     wait.until(lambda d: d.find_element(By.XPATH, "//*[normalize-space()='Single Run']"))
     buttons = browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger' and not(@aria-label)]")
     buttons[-1].click()
-
-
-def test_api_requires_login_and_roles_are_enforced(stack) -> None:
-    assert requests.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 401
-    viewer = api(stack, "viewer")
-    assert viewer.get(f"{stack['url']}/api/v2/dags", timeout=10).status_code == 200
-    refused = viewer.post(
-        f"{stack['url']}/api/v2/dags/ingest_meter_readings/dagRuns", json={"logical_date": None}, timeout=10
-    )
-    assert refused.status_code == 403, "a viewer must not trigger DAGs"
 
 
 def test_login_lists_every_dag_without_import_errors(stack, browser, screenshot) -> None:

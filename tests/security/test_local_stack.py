@@ -44,9 +44,9 @@ def test_the_simple_auth_manager_writes_its_passwords_into_a_private_file(metrif
     for name in ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"):
         monkeypatch.setenv(name, env[name])
     SimpleAuthManager().init()
-    assert set(json.loads(path.read_text())) == {"admin", "operator", "viewer"}
+    assert set(json.loads(path.read_text())) == {"admin", "operator", "user", "viewer"}
     assert mode(path) == 0o600
-    assert stack.passwords(settings).keys() == {"admin", "operator", "viewer"}
+    assert stack.passwords(settings).keys() == {"admin", "operator", "user", "viewer"}
 
 
 def test_kafka_tls_keys_are_private(tmp_path: Path) -> None:
