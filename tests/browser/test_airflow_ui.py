@@ -14,6 +14,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from metrify_dev import kafka_mock
 
 EXPECTED_DAGS = (
+    "apply_retention",
+    "erase_meter",
     "ingest_meter_readings",
     "ingest_grid_status",
     "ingest_weather",
