@@ -328,7 +328,9 @@ def test_something_that_is_not_a_meter_id_is_refused_before_anything_is_touched(
     home = world["lake"]
     before = lake_rows(home), warehouse_rows(world["settings"].warehouse_path)
     with pytest.raises(ValueError, match="meter_id must be a meter id"):
-        erasure.erase_meter(bad, requested_by="someone", registry_cursor=world["registry"].cursor())
+        erasure.erase_meter(
+            bad, requested_by="someone", registry_cursor=world["registry"].cursor(), registry_placeholder="?"
+        )
     assert (lake_rows(home), warehouse_rows(world["settings"].warehouse_path)) == before
     assert not (home / "_audit").exists()
     assert world["registry"].execute("SELECT count(*) FROM meter_registry").fetchone()[0] == 3
