@@ -12,6 +12,8 @@
   pseudonym instead; where the erasure rewrote the raw files a verdict was given for, the
   verdict (and a release) is carried over to the rewritten files, so the gate does not judge
   the hour again (and a released hour is not blocked again) just because a meter left it.
+* **Great Expectations results and Data Docs** (`<METRIFY_HOME>/gx/`, on the worker that runs
+  the erasure): a JSON or HTML file naming the meter (an unexpected value) gets its pseudonym.
 * **Warehouse**: every base table with a `meter_id` column (raw copies, dbt staging, facts,
   dimensions, per-meter metrics, the unregistered-meter alert state), found through
   `information_schema`, loses the meter's rows in one transaction. The statements bind the
@@ -30,11 +32,13 @@ Erasing twice is harmless: the second run finds nothing and records that.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -81,6 +85,7 @@ class ErasureReport:
     finished_at: str = ""
     lake_files: list[FileErasure] = field(default_factory=list)
     markers_updated: int = 0
+    gx_files_scrubbed: int = 0
     warehouse_target: str = ""
     warehouse_tables: dict[str, int] = field(default_factory=dict)
     registry_rows: int | None = None  # None: no registry connection was given
@@ -227,7 +232,7 @@ def erase_lake(
         gate_interval = GateInterval(dataset, date, hour)
         for marker in (gate_interval.marker(root), gate_interval.release_file(root)):
             carried[str(marker.path)] = (before[(dataset, date, hour)], lake.fingerprint(root, files), files)
-    pattern = re.compile(rf"(?<![A-Za-z0-9._-]){re.escape(meter_id)}(?![A-Za-z0-9._-])")
+    pattern = meter_pattern(meter_id)
     updated = 0
     for folder_name in MARKER_FOLDERS:
         for fs_path in lake.list_files(root / folder_name, suffix=".json"):
@@ -248,6 +253,34 @@ def erase_lake(
                 lake.write_json(fresh, path)
                 updated += 1
     return changed, updated
+
+
+def meter_pattern(meter_id: str) -> re.Pattern[str]:
+    """The meter id as a whole token (not the start of a longer id)."""
+    return re.compile(rf"(?<![A-Za-z0-9._-]){re.escape(meter_id)}(?![A-Za-z0-9._-])")
+
+
+def scrub_local_folder(
+    folder: Path, meter_id: str, pseudonym: str, suffixes: tuple[str, ...] = (".json", ".html")
+) -> int:
+    """Replace the meter id by its pseudonym in the text files below a local folder (each file
+    replaced atomically); returns how many files changed."""
+    pattern = meter_pattern(meter_id)
+    changed = 0
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if not path.is_file() or path.suffix not in suffixes:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        fresh = pattern.sub(pseudonym, text)
+        if fresh != text:
+            tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(fresh, encoding="utf-8")
+            os.replace(tmp, path)
+            changed += 1
+    return changed
 
 
 # --------------------------------------------------------------------------- warehouse and registry
@@ -361,6 +394,7 @@ def erase_meter(
         log.info("%s %s: %d row(s) removed, %d kept", done.action, done.path, done.rows_removed, done.rows_kept)
 
     report.lake_files, report.markers_updated = erase_lake(root, meter_id, pseudonym, on_file=noted)
+    report.gx_files_scrubbed = scrub_local_folder(settings.gx_home, meter_id, pseudonym)
     if warehouse is not None:
         report.warehouse_tables = erase_warehouse(warehouse, meter_id, warehouse_placeholder)
     elif settings.warehouse_target == "duckdb":
@@ -376,10 +410,11 @@ def erase_meter(
     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     write_audit(root, report)
     log.info(
-        "erased meter %s: lake %s, %d marker(s), warehouse %s, registry %s; audit %s",
+        "erased meter %s: lake %s, %d marker(s), %d GX file(s), warehouse %s, registry %s; audit %s",
         pseudonym,
         report.lake_rows_by_layer or "nothing",
         report.markers_updated,
+        report.gx_files_scrubbed,
         {t: n for t, n in report.warehouse_tables.items() if n} or "nothing",
         "not asked" if report.registry_rows is None else report.registry_rows,
         report.audit_path,

@@ -224,7 +224,11 @@ def world(lake_root: Any) -> dict[str, Any]:
     registry_db.executemany(
         "INSERT INTO meter_registry VALUES (?, '10115', 'Berlin')", [(GONE,), (STAYS,), (STAYS + "9",)]
     )
+    results = settings.gx_home / "meter_readings" / "gx" / "uncommitted" / "validations" / "run.json"
+    results.parent.mkdir(parents=True)
+    results.write_text(json.dumps({"partial_unexpected_list": [GONE, STAYS, GONE + "0"]}))
     return {
+        "gx_results": results,
         "root": lake_root,
         "lake": Path(str(lake_root.path)),
         "settings": settings,
@@ -281,6 +285,13 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
     assert GONE not in marker_text and redaction.pseudonym(GONE) in marker_text
     assert marker["raw_fingerprint"] == lake.fingerprint(root, lake.list_files(root / marker["raw_files"][0]))
 
+    # Great Expectations results: the id replaced, a longer id that starts with it left alone
+    assert json.loads(world["gx_results"].read_text())["partial_unexpected_list"] == [
+        redaction.pseudonym(GONE),
+        STAYS,
+        GONE + "0",
+    ]
+
     # the audit record: the pseudonym, who, which run, counts; never the id
     audits = list((home / "_audit" / "erasures").glob("*.json"))
     assert len(audits) == 1
@@ -300,7 +311,7 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
     }
     assert {f["path"]: f["rows_removed"] for f in audit["lake_files"]}[files["raw"]] == 4
     assert audit["warehouse_tables"]["raw.meter_readings"] == wh_before["raw.meter_readings"][GONE]
-    assert audit["registry_rows"] == 1
+    assert audit["registry_rows"] == 1 and audit["gx_files_scrubbed"] == 1
 
     # erasing again removes nothing and says so
     again = erasure.erase_meter(GONE, requested_by="dpo@example.org")
