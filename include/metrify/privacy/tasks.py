@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from metrify import redaction, validate
-from metrify.config import load_settings
+from metrify.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,23 @@ def erase(meter_id: str, requested_by: str, run_id: str | None, erase_in_registr
     """`erase_meter`: erase the meter from the lake, the warehouse (DuckDB, or Snowflake through
     its connection) and the operational registry (PostgreSQL, through its connection); returns the
     audit record (the meter by its pseudonym only)."""
-    from metrify.privacy.erasure import erase_meter
-
     settings = load_settings()
     meter_id = validate.meter_id(meter_id, "meter_id")
+    try:
+        return _erase(meter_id, requested_by, run_id, erase_in_registry, settings)
+    except Exception as exc:
+        raise RuntimeError(
+            f"erasure of meter {redaction.pseudonym(meter_id, settings)} failed: {type(exc).__name__}: {exc}. "
+            "What was erased before the failure stays erased; fix the cause and clear the task (erasing again "
+            "is safe); see RUNBOOK.md#erasure-and-retention"
+        ) from exc
+
+
+def _erase(
+    meter_id: str, requested_by: str, run_id: str | None, erase_in_registry: bool, settings: Settings
+) -> dict[str, Any]:
+    from metrify.privacy.erasure import erase_meter
+
     registry_conn = None
     if erase_in_registry:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -77,4 +90,10 @@ def retention() -> dict[str, Any]:
     """`apply_retention`: remove the lake partitions past each layer's retention."""
     from metrify.privacy.retention import apply_retention
 
-    return apply_retention().as_dict()
+    try:
+        return apply_retention().as_dict()
+    except Exception as exc:
+        raise RuntimeError(
+            f"lake retention failed: {type(exc).__name__}: {exc}. Partitions removed before the failure are "
+            "listed in the task log; clear the task to finish; see RUNBOOK.md#erasure-and-retention"
+        ) from exc
