@@ -26,7 +26,8 @@ its keyed pseudonym (`metrify.redaction.pseudonym`: an auditor holding the id ca
 nobody can read the id back from it), with who asked, which run, when, and the rows removed per
 file, layer, warehouse table and registry. Neither the record nor a log line holds the meter id.
 
-Erasing twice is harmless: the second run finds nothing and records that.
+Erasing twice is harmless: the second run finds nothing and records that. A failed erasure writes
+its record too (`status: failed`, the error, and what it had erased until then).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class ErasureReport:
     warehouse_target: str = ""
     warehouse_tables: dict[str, int] = field(default_factory=dict)
     registry_rows: int | None = None  # None: no registry connection was given
+    status: str = "running"  # complete, or failed (`error`): what is listed was erased
+    error: str = ""
     audit_path: str = ""
 
     @property
@@ -390,25 +393,34 @@ def erase_meter(
     )
     log.info("erasing meter %s (erasure %s, asked by %s)", pseudonym, report.erasure_id, requested_by)
 
+    if warehouse is None and settings.warehouse_target != "duckdb":
+        raise ValueError("erasing from Snowflake needs its cursor (the DAG erase_meter passes one)")
+
     def noted(done: FileErasure) -> None:
+        report.lake_files.append(done)
         log.info("%s %s: %d row(s) removed, %d kept", done.action, done.path, done.rows_removed, done.rows_kept)
 
-    report.lake_files, report.markers_updated = erase_lake(root, meter_id, pseudonym, on_file=noted)
-    report.gx_files_scrubbed = scrub_local_folder(settings.gx_home, meter_id, pseudonym)
-    if warehouse is not None:
-        report.warehouse_tables = erase_warehouse(warehouse, meter_id, warehouse_placeholder)
-    elif settings.warehouse_target == "duckdb":
-        from metrify.warehouse.duckdb_loader import duckdb_session
+    try:
+        _, report.markers_updated = erase_lake(root, meter_id, pseudonym, on_file=noted)
+        report.gx_files_scrubbed = scrub_local_folder(settings.gx_home, meter_id, pseudonym)
+        if warehouse is not None:
+            report.warehouse_tables = erase_warehouse(warehouse, meter_id, warehouse_placeholder)
+        elif settings.warehouse_path.exists():
+            from metrify.warehouse.duckdb_loader import duckdb_session
 
-        if settings.warehouse_path.exists():
             with duckdb_session(None, settings) as db:
                 report.warehouse_tables = erase_warehouse(db, meter_id, "?")
-    else:
-        raise ValueError("erasing from Snowflake needs its cursor (the DAG erase_meter passes one)")
-    if registry_cursor is not None:
-        report.registry_rows = erase_registry(registry_cursor, meter_id, registry_placeholder)
-    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-    write_audit(root, report)
+        if registry_cursor is not None:
+            report.registry_rows = erase_registry(registry_cursor, meter_id, registry_placeholder)
+        report.status = "complete"
+    except Exception as exc:
+        # the record says how far it got; the error names the meter by its pseudonym only
+        report.status = "failed"
+        report.error = meter_pattern(meter_id).sub(pseudonym, f"{type(exc).__name__}: {exc}")[:2000]
+        raise
+    finally:
+        report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        write_audit(root, report)
     log.info(
         "erased meter %s: lake %s, %d marker(s), %d GX file(s), warehouse %s, registry %s; audit %s",
         pseudonym,

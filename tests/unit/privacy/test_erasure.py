@@ -300,7 +300,7 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
     audit = json.loads(text)
     assert audit["meter_pseudonym"] == redaction.pseudonym(GONE) == report.meter_pseudonym
     assert audit["requested_by"] == "dpo@example.org" and audit["run_id"] == "manual__1"
-    assert audit["started_at"] and audit["finished_at"]
+    assert audit["started_at"] and audit["finished_at"] and audit["status"] == "complete"
     assert audit["lake_rows_by_layer"] == {
         "raw/meter_readings": 8,
         "validated/meter_readings": 3,
@@ -361,3 +361,24 @@ def test_the_dag_param_pattern_is_the_validators() -> None:
     source = (Path(__file__).resolve().parents[3] / "dags" / "erase_meter.py").read_text()
     assert f'pattern=r"^{validate.METER_ID_PATTERN}$"' in source
     assert readings.METER_ID_MAX_LEN == 64 and validate.meter_id("D" * 64, "m")
+
+
+def test_the_dag_task_body_erases_and_names_a_failure_by_pseudonym(world: dict[str, Any]) -> None:
+    from metrify.privacy import tasks
+
+    record = tasks.erase(GONE, "operator", "manual__2", erase_in_registry=False)
+    assert GONE not in json.dumps(record) and record["registry_rows"] is None
+    assert record["lake_rows_removed"] == 16 and record["warehouse_rows_removed"] > 0
+
+    # a warehouse that cannot be opened: the task fails naming the meter by its pseudonym only
+    world["settings"].warehouse_path.unlink()
+    world["settings"].warehouse_path.mkdir()
+    with pytest.raises(RuntimeError, match=r"erasure of meter meter~[0-9a-f]{16} failed") as failed:
+        tasks.erase(STAYS, "operator", "manual__3", erase_in_registry=False)
+    assert STAYS not in str(failed.value)
+    records = [json.loads(p.read_text()) for p in (world["lake"] / "_audit" / "erasures").glob("*.json")]
+    assert sorted(r["status"] for r in records) == ["complete", "failed"]
+    failed_record = next(r for r in records if r["status"] == "failed")
+    assert failed_record["run_id"] == "manual__3" and "IOException" in failed_record["error"]
+    assert failed_record["lake_rows_removed"] > 0  # what it erased before the failure is listed
+    assert STAYS not in json.dumps(failed_record)
