@@ -158,10 +158,15 @@ def erase_file(
     """Rewrite one lake file without the meter's rows (atomically), or remove it if nothing is
     left; None if the file holds none of them. `before_change` runs just before a change."""
     with root.fs.open(fs_path, "rb") as handle:
-        if not _may_hold_meters(pq.read_schema(handle)):
+        parquet = pq.ParquetFile(handle)
+        schema = parquet.schema_arrow
+        if not _may_hold_meters(schema):
             return None
-        handle.seek(0)
-        table = pq.read_table(handle)
+        if METER_COLUMN in schema.names:  # most files: one column read tells whether to go on
+            ids = parquet.read(columns=[METER_COLUMN])
+            if not pc.any(pc.equal(ids[METER_COLUMN].cast(pa.string()), meter_id)).as_py():
+                return None
+        table = parquet.read()
     mask = meter_rows(table, meter_id)
     if mask is None:
         return None
