@@ -231,15 +231,31 @@ def erase_lake(
             if on_file is not None:
                 on_file(done)
     rewritten = {i for i in map(_raw_interval, (f.path for f in changed)) if i is not None}
+    # rows removed per gate interval and verdict count: raw rows, validated and gate-quarantined rows
+    counted: dict[tuple[str, str, int | None], dict[str, int]] = {}
+    for f in changed:
+        match = re.fullmatch(
+            r"(raw|validated|quarantine)/([a-z][a-z0-9_]*?)(_gate)?/date=([\d-]+)(?:/hour=(\d{2}))?/.*", f.path
+        )
+        if match and (match.group(1) == "quarantine") == bool(match.group(3)):
+            key = (match.group(2), match.group(4), int(match.group(5)) if match.group(5) else None)
+            field_name = {"raw": "rows", "validated": "validated", "quarantine": "quarantined"}[match.group(1)]
+            counts = counted.setdefault(key, {})
+            counts[field_name] = counts.get(field_name, 0) + f.rows_removed
 
     # The gate's verdicts: carried over to the rewritten raw files, and scrubbed of the meter id.
-    carried: dict[str, tuple[str, str, list[str]]] = {}  # marker -> (old, new fingerprint, files)
+    carried: dict[str, tuple[str, str, list[str], dict[str, int]]] = {}  # marker -> old, new, files, removed
     for dataset, date, hour in rewritten:
         parts = {"date": date, **({} if hour is None else {"hour": f"{hour:02d}"})}
         files = lake.list_files(lake.partition_path(root, "raw", dataset, **parts))
         gate_interval = GateInterval(dataset, date, hour)
         for marker in (gate_interval.marker(root), gate_interval.release_file(root)):
-            carried[str(marker.path)] = (before[(dataset, date, hour)], lake.fingerprint(root, files), files)
+            carried[str(marker.path)] = (
+                before[(dataset, date, hour)],
+                lake.fingerprint(root, files),
+                files,
+                counted.get((dataset, date, hour), {}) if marker == gate_interval.marker(root) else {},
+            )
     pattern = meter_pattern(meter_id)
     updated = 0
     for folder_name in MARKER_FOLDERS:
@@ -250,10 +266,13 @@ def erase_lake(
                 continue
             fresh = _scrub(document, pattern, pseudonym)
             if fs_path in carried:
-                old, new, files = carried[fs_path]
+                old, new, files, removed = carried[fs_path]
                 if fresh.get("raw_fingerprint") == old:  # the verdict was current: it still is
                     fresh["raw_fingerprint"] = new
                     fresh["raw_files"] = files
+                    for name, count in removed.items():  # its counts now those of the files
+                        if isinstance(fresh.get(name), int):
+                            fresh[name] = max(fresh[name] - count, 0)
                     fresh.setdefault("erasures", []).append(
                         {"meter_pseudonym": pseudonym, "erased_at": datetime.now(UTC).isoformat(timespec="seconds")}
                     )

@@ -154,6 +154,9 @@ def build_lake(root: Any) -> dict[str, str]:
         "date": DAY,
         "hour": 5,
         "status": "passed",
+        "rows": 8,
+        "validated": 7,
+        "quarantined": 2,
         "raw_files": raw_files,
         "raw_fingerprint": lake.fingerprint(root, raw_files),
         "failures": [{"expectation": "x", "sample_rows": [{"meter_id": GONE, "voltage": "190.0"}]}],
@@ -284,6 +287,7 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
     marker = json.loads(marker_text)
     assert GONE not in marker_text and redaction.pseudonym(GONE) in marker_text
     assert marker["raw_fingerprint"] == lake.fingerprint(root, lake.list_files(root / marker["raw_files"][0]))
+    assert (marker["rows"], marker["validated"], marker["quarantined"]) == (4, 4, 1)  # the other meter's
 
     # Great Expectations results: the id replaced, a longer id that starts with it left alone
     assert json.loads(world["gx_results"].read_text())["partial_unexpected_list"] == [
