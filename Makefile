@@ -40,8 +40,12 @@ lint: $(BIN)/.installed
 test: lint $(MANIFEST)
 	@$(BIN)/python -m pytest
 
+# The ingestion benchmark reads one backlog on a real Kafka 4.4 broker (java and mvn; the jars are
+# cached in .metrify/kafka-dist) and on the embedded mock one: INGEST_BENCH_ARGS="--brokers mock"
+# leaves the real one out, "--messages N --repeats N" resize it. Measured: about 4 minutes.
+INGEST_BENCH_ARGS ?=
 bench: $(BIN)/.installed $(MANIFEST)
-	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json
+	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json $(INGEST_BENCH_ARGS)
 	@$(BIN)/python -m metrify_dev.bench.quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
 	@$(BIN)/python -m metrify_dev.bench.warehouse --meters 1000
 

@@ -11,6 +11,7 @@ from metrify import lake
 from metrify.warehouse import dbt_runner, duckdb_loader, reconcile
 from metrify_dev import airflow_env, backfill, postgres
 from metrify_dev import sample_lake as wd
+from tests.integration.oracles import expected_hourly
 
 TABLES = [
     "staging.stg_meter_readings",
@@ -66,7 +67,26 @@ def test_backfill_from_the_command_line_builds_both_days(warehouse_home, tmp_pat
         ).fetchall()
     assert [d for d, _ in per_meter if d in ("2026-03-28", "2026-03-29")] == ["2026-03-28", "2026-03-29"]
     assert dict(per_meter)["2026-03-29"] == 92  # the whole DST day: 23 hours of quarter-hours per meter
-    # every hour of the two business days (until 2026-03-29 22:00 UTC) reconciles with the lake
+    # every hour of the two business days (until 2026-03-29 22:00 UTC) holds the distinct readings
+    # written to the lake, the later delivery winning, worked out in pandas from the sample itself;
+    # minus the one raw hour the gate blocked (5 meters: meter 0's held-back readings leave it 85 %
+    # complete), whose readings close 02:00..02:45 UTC
+    assert [k for k, v in data.verdicts.items() if v != "passed"] == ["meter_readings 2026-03-28 hour 02"]
+    closing = pd.to_datetime(data.readings["reading_ts"], utc=True)
+    in_blocked = closing.between(pd.Timestamp("2026-03-28 02:00", tz="UTC"), pd.Timestamp("2026-03-28 02:45", tz="UTC"))
+    end = pd.Timestamp("2026-03-29 22:00:00")
+    expected = expected_hourly(data.readings[~in_blocked])
+    expected = expected[expected.index < end]
+    with duckdb_loader.connect_duckdb() as conn:
+        fact = conn.execute(
+            "select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
+            f"from marts.fct_meter_readings_hourly where hour_start < timestamp '{end}' group by 1 order by 1"
+        ).df()
+    assert len(expected) == 46  # 2026-03-28 00:00 .. 2026-03-29 21:00 UTC
+    assert [pd.Timestamp(h) for h in fact["hour_start"]] == list(expected.index)
+    assert fact["readings"].tolist() == expected["readings"].tolist()
+    assert fact["consumption_kwh"].to_numpy() == pytest.approx(expected["consumption_kwh"].to_numpy(), abs=1e-9)
+    # and the platform's own reconciliation with the lake agrees
     assert [m for m in reconcile.reconcile() if m["hour_start"] < "2026-03-29 22:00:00"] == []
     # transforming the same days again (outside Airflow) leaves every table as the backfill left it
     backfilled = snapshot()

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from metrify.contracts.readings import MAX_REASON_CHARS, bounded_reason
@@ -129,39 +130,41 @@ def test_unknown_extra_fields_are_ignored() -> None:
 
 
 GOOD = encode(reading())
-HARD_CASES: list[bytes | None] = [
-    b"",
-    None,
-    b"   ",
-    b"\t",
-    b"not json",
-    b"\x00\xff garbage \xfe",
-    GOOD[:40],
-    b'{"a":',
-    b"[1, 2]",
-    b'"text"',
-    GOOD + b"x",
-    GOOD + b" " + GOOD,
-    GOOD + b"\r",
-    b"  " + GOOD,
-    json.dumps(reading(), indent=2).encode(),
-    encode(reading(voltage="231.4")),
-    encode(reading(meter_id=12345)),
-    encode(reading(current=True)),
-    encode(reading(reading_ts="2026-11-22T00:15:00")),
-    encode(reading(reading_ts="yesterday")),
-    encode(reading(reading_ts="2026-13-22T00:15:00Z")),
-    encode(reading(reading_ts="2026-11-22T01:15:00+01:00")),
-    encode(reading(reading_ts="2026-11-22T00:10:00Z")),
-    b'{"meter_id": "DE1", "voltage": 1e999}',
-    GOOD.replace(b'"voltage": 231.4', b'"voltage": NaN'),
-    b'{"meter_id": "DE1", "voltage": NaN}',
-    encode(reading(frequency=0.0)),
-    encode(reading(meter_id="")),
-    encode(reading(meter_id="x" * 65)),
-    encode(reading(consumption_kwh=None)),
-    encode(reading(extra={"a": [1]})),
+# (message, what its quarantine reason says, or None when it is a valid reading)
+HARD: list[tuple[bytes | None, str | None]] = [
+    (b"", "empty message (no value)"),
+    (None, "empty message (no value)"),
+    (b"   ", "empty message (only whitespace)"),
+    (b"\t", "empty message (only whitespace)"),
+    (b"not json", "not valid JSON"),
+    (b"\x00\xff garbage \xfe", "not valid UTF-8"),
+    (GOOD[:40], "not valid JSON: Unterminated string"),
+    (b'{"a":', "not valid JSON"),
+    (b"[1, 2]", "not a JSON object: got list"),
+    (b'"text"', "not a JSON object: got str"),
+    (GOOD + b"x", "not valid JSON: Extra data"),
+    (GOOD + b" " + GOOD, "not valid JSON: Extra data"),
+    (GOOD + b"\r", None),  # trailing and leading whitespace is JSON
+    (b"  " + GOOD, None),
+    (json.dumps(reading(), indent=2).encode(), None),
+    (encode(reading(voltage="231.4")), "wrong type: voltage must be a number, got str '231.4'"),
+    (encode(reading(meter_id=12345)), "wrong type: meter_id must be a string, got int"),
+    (encode(reading(current=True)), "wrong type: current must be a number, got bool"),
+    (encode(reading(reading_ts="2026-11-22T00:15:00")), "has no UTC offset"),
+    (encode(reading(reading_ts="yesterday")), "reading_ts 'yesterday' is not an ISO-8601 timestamp"),
+    (encode(reading(reading_ts="2026-13-22T00:15:00Z")), "reading_ts '2026-13-22T00:15:00Z' is not an ISO-8601"),
+    (encode(reading(reading_ts="2026-11-22T01:15:00+01:00")), None),
+    (encode(reading(reading_ts="2026-11-22T00:10:00Z")), "not on a 15-minute boundary"),
+    (b'{"meter_id": "DE1", "voltage": 1e999}', "missing required field: reading_ts"),
+    (GOOD.replace(b'"voltage": 231.4', b'"voltage": NaN'), "voltage=nan is not a finite number"),
+    (b'{"meter_id": "DE1", "voltage": NaN}', "missing required field: reading_ts"),
+    (encode(reading(frequency=0.0)), "impossible value: frequency=0 outside 40..60 Hz"),
+    (encode(reading(meter_id="")), "impossible value: empty meter_id"),
+    (encode(reading(meter_id="x" * 65)), "meter_id longer than 64 characters"),
+    (encode(reading(consumption_kwh=None)), "missing required field: consumption_kwh"),
+    (encode(reading(extra={"a": [1]})), None),
 ]
+HARD_CASES: list[bytes | None] = [value for value, _ in HARD]
 
 
 DEEP = 100_000
@@ -206,15 +209,24 @@ POISON: list[tuple[str, bytes, str | None]] = [
 
 def test_a_batch_decodes_exactly_as_each_message_would_alone() -> None:
     """Whatever poison sits where, the vectorised path agrees message by message with decoding
-    every message on its own (the per-message path that explains failures)."""
+    every message on its own (the per-message path that explains failures), and both agree with
+    the cases' table, so the two paths cannot pass by being wrong alike."""
     import random
 
     rng = random.Random(7)
-    cases = [*HARD_CASES, *(v for _, v, _ in POISON)]
+    cases = [*HARD, *((v, e) for _, v, e in POISON)]
     values: list[bytes | None] = [encode(reading(consumption_kwh=i / 1000)) for i in range(9000)]
+    verdicts: dict[int, str | None] = {}  # position of each case -> what its reason says (None: valid)
     for n, position in enumerate(rng.sample(range(len(values)), 240)):
-        values[position] = cases[n % len(cases)]
+        values[position], verdicts[position] = cases[n % len(cases)]
     batch = decode(values, now=NOW)
+
+    assert sorted(p for p, _ in batch.rejected) == sorted(p for p, e in verdicts.items() if e is not None)
+    for position, reason in batch.rejected:
+        assert verdicts[position] in reason, (position, reason)
+    fill = batch.rows.filter(pc.invert(pc.is_in(batch.rows["_index"], pa.array(list(verdicts), pa.int64()))))
+    assert fill.num_rows == 9000 - 240
+    assert fill["consumption_kwh"].to_pylist() == [i / 1000 for i in fill["_index"].to_pylist()]
 
     expected_rows, expected_reasons = {}, {}
     for position, value in enumerate(values):

@@ -185,16 +185,26 @@ def test_a_failure_while_decoding_publishes_nothing_and_commits_nothing(
 
 def test_poison_messages_drain_without_an_exception_each_offset_once(broker, topic, config, metrify_home) -> None:
     """Every hard case of the decoder, produced between valid readings into one partition, drains
-    without an exception: each offset lands in raw or in quarantine exactly once, a quarantined
-    message keeps its exact bytes and the reason it gets alone, and a second drain reads nothing."""
+    without an exception: each offset lands in raw or in quarantine exactly once, as the cases'
+    table says, a quarantined message keeps its exact bytes and a reason naming its problem (the
+    one it gets alone), and a second drain reads nothing."""
     from metrify.contracts.readings import MAX_REASON_CHARS
     from metrify.ingest.decode import decode
-    from tests.unit.ingest.test_decode import HARD_CASES, POISON, encode, reading
+    from tests.unit.ingest.test_decode import HARD, POISON, encode, reading
 
-    cases = [*HARD_CASES, *(v for _, v, _ in POISON if len(v) < 900_000), b"{" + b" " * 800_000 + b"]"]
+    cases = [
+        *HARD,
+        *((v, e) for _, v, e in POISON if len(v) < 900_000),
+        (b"{" + b" " * 800_000 + b"]", "not valid JSON"),
+    ]
     values: list[bytes | None] = []
-    for n, case in enumerate(cases):
-        values += [encode(reading(consumption_kwh=(n * 50 + i) / 1000)) for i in range(50)] + [case]
+    expected: dict[int, str | None] = {}  # offset -> what its quarantine reason says (None: a raw row)
+    for n, (case, reason) in enumerate(cases):
+        for i in range(50):
+            expected[len(values)] = None
+            values.append(encode(reading(consumption_kwh=(n * 50 + i) / 1000)))
+        expected[len(values)] = reason
+        values.append(case)
     producer = kafka.producer_config({"bootstrap.servers": broker["bootstrap"]})
     produce([b"one-meter"] * len(values), values, topic, producer)  # type: ignore[arg-type]
 
@@ -207,11 +217,12 @@ def test_poison_messages_drain_without_an_exception_each_offset_once(broker, top
     assert sorted(offsets) == list(range(len(values))), "an offset is missing or landed twice"
     assert len(set(raw["partition"].to_pylist() + quarantine["partition"].to_pylist())) == 1
 
-    expected = {i: dict(decode([v], now=datetime.now(UTC)).rejected).get(0) for i, v in enumerate(values)}
+    assert sorted(quarantine["offset"].to_pylist()) == [o for o, reason in expected.items() if reason is not None]
+    now = datetime.now(UTC)
     for row in quarantine.to_pylist():
         assert row["raw_value"] == values[row["offset"]], "the quarantine must keep the exact bytes"
-        assert row["reason"] == expected[row["offset"]] and len(row["reason"]) <= MAX_REASON_CHARS
-    assert quarantine.num_rows == sum(reason is not None for reason in expected.values())
+        assert expected[row["offset"]] in row["reason"] and len(row["reason"]) <= MAX_REASON_CHARS, row["reason"]
+        assert row["reason"] == dict(decode([values[row["offset"]]], now=now).rejected)[0]
     assert sum(r.consumed for r in _drain_all(config, topic, root)) == 0
 
 

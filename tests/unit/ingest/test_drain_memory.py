@@ -15,14 +15,16 @@ from metrify.ingest import kafka
 
 MESSAGE_BYTES = 800_000
 BUDGET = 16 * 2**20
-# The stated bound, independent of the backlog: a fixed ~60 MiB (threads, consumer, Parquet
-# writers) plus up to 24 x the byte budget: one batch being read and one being published, each
+# The stated bound, independent of the backlog: a fixed ~64 MiB (threads, consumer, Parquet
+# writers) plus up to 40 x the byte budget: one batch being read and one being published, each
 # held as Kafka messages, their values joined into lines and Arrow's parse buffers (~4 x the
 # input for such wide lines), plus what the allocators keep after freeing; the peak is the rare
-# moment those overlap. Measured here with 16 MiB batches: peaks of +219 to +418 MiB on a loaded
-# machine (a second test session running), +143 to +279 MiB on an idle one.
-BOUND = 64 * 2**20 + 24 * BUDGET
-MESSAGES = 900  # ~690 MiB of backlog: well above the bound, so a drain that followed it would fail
+# moment those overlap. Measured with 16 MiB batches: +143 to +279 MiB on an idle machine; on a
+# loaded one +259 MiB for a 229 MiB backlog, +454 to +571 MiB for 839 MiB, +496 MiB for 1.5 GiB,
+# so growth levels off instead of following the backlog. A drain that held the backlog would
+# hold every message value (the whole backlog, above the bound) before parsing it: it fails.
+BOUND = 64 * 2**20 + 40 * BUDGET
+MESSAGES = 1500  # ~1.1 GiB of backlog: well above the bound
 
 DRAIN = """
 import json, sys

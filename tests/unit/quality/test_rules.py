@@ -196,7 +196,7 @@ def test_interval_selection(metrify_home) -> None:
         {"date": "2026-11-16", "hour": 5},
         {"date": "2026-11-16", "hour": 6},
     ]
-    with pytest.raises(ValueError, match="hour 24"):
+    with pytest.raises(ValueError, match=r"intervals\[0\].hour must be an hour 0..23; got 24"):
         quality_tasks.intervals_from_request({"intervals": [{"date": "2026-11-16", "hour": 24}]})
 
 

@@ -113,5 +113,9 @@ def test_build_rows_derives_every_field() -> None:
     assert first["load_factor"] == 0.5 and first["generation_mw"] == 20000.0
     assert first["renewable_percentage"] == 25.0 and first["voltage_kv"] == 380.0
     assert first["region"] == region_of("Amprion") == "Nordrhein-Westfalen, Rheinland-Pfalz, Saarland"
-    assert first["grid_stability_score"] == stability_score(50.0, 0.5, 25.0)
-    assert frame.iloc[1]["renewable_percentage"] == 30.0
+    # by hand: 100 * (0.5 * 1 [50 Hz] + 0.3 * 1 [reserve (1 - 0.5) / 0.5] + 0.2 * 0.875 [25 % renewables])
+    assert first["grid_stability_score"] == 97.5
+    second = frame.iloc[1]
+    assert second["load_factor"] == 0.525 and second["renewable_percentage"] == 30.0
+    # 100 * (0.5 * 0.5 [50.1 Hz] + 0.3 * 0.95 [reserve (1 - 0.525) / 0.5] + 0.2 * 0.85 [30 % renewables])
+    assert second["grid_stability_score"] == 70.5

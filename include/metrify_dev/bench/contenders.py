@@ -1,0 +1,173 @@
+"""One contender of the ingestion benchmark, run in a process of its own by `bench.ingest`.
+
+    python -m metrify_dev.bench.contenders raw|drain|provider < spec.json
+
+reads its spec (JSON, with the connection's credentials: hence not on the command line) from
+standard input and prints one JSON line: messages read, wall seconds of the work (after imports and, for `raw`,
+after the consumer is made), CPU seconds of the process over that time and its peak RSS (VmHWM,
+imports included: the drain and the provider both carry Airflow and its plugins, loaded
+before the timer as in a task process).
+
+- `raw`: assign each partition in turn and consume it to its high watermark, touching every
+  value; no decoding, no writing. The ceiling for any consumer on this machine.
+- `drain`: the project's `drain_partition` over every partition, configured exactly as the
+  `ingest_meter_readings` task configures it (`metrify.ingest.tasks.drain_one`).
+- `provider`: the Airflow Kafka provider's `ConsumeFromTopicOperator` (`bench.peer_provider`).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+Spec = dict[str, Any]
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def as_task_process() -> None:
+    """Load Airflow's plugins, as its task runner does before a task's body runs (its listener
+    manager). Otherwise the first `ObjectStoragePath` read would load them inside the timed work
+    (measured: 1.5 to 4 s on this machine, mostly importing astronomer-cosmos and dbt)."""
+    from airflow.sdk.listener import get_listener_manager
+
+    get_listener_manager()
+
+
+def raw_consume(spec: Spec) -> dict[str, Any]:
+    """Consume every assigned partition to its high watermark; no decoding, no writing."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(spec["config"])
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    count = size = 0
+    try:
+        for topic, partition in spec["assignments"]:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+            consumer.assign([TopicPartition(topic, partition, low)])
+            last = low - 1
+            while last < high - 1:
+                for message in consumer.consume(min(10_000, high - 1 - last), timeout=1.0):
+                    offset = message.offset()
+                    if message.error() or offset is None:
+                        continue
+                    size += len(message.value() or b"")
+                    last = offset
+                    count += 1
+        seconds = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return {
+        "messages": count,
+        "bytes": size,
+        "seconds": seconds,
+        "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def drain(spec: Spec) -> dict[str, Any]:
+    """`drain_partition` over every assigned partition, one after the other, as the task does."""
+    from metrify import lake
+    from metrify.config import load_settings
+    from metrify.ingest import drain
+
+    as_task_process()
+    settings = load_settings()  # METRIFY_HOME and METRIFY_LAKE_URL come from the bench
+    root = lake.lake_root(settings)
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    reports = [
+        drain.drain_partition(
+            spec["config"],
+            topic,
+            partition,
+            root,
+            batch_size=spec["batch_size"],
+            batch_bytes=spec["batch_bytes"],
+            home=str(settings.home),
+            late_lookback=settings.late_lookback,
+        )
+        for topic, partition in spec["assignments"]
+    ]
+    seconds = time.perf_counter() - started
+    return {
+        "messages": sum(r.consumed for r in reports),
+        "seconds": seconds,
+        "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+        "threads": drain.DRAIN_THREADS + 1,
+        "valid_rows": sum(r.valid_rows for r in reports),
+        "quarantined": sum(r.quarantined for r in reports),
+        "files": sum(len(r.files) for r in reports),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def provider(spec: Spec) -> dict[str, Any]:
+    """The Airflow Kafka provider's operator reading the whole backlog into zstd Parquet: the
+    time of `execute()`, which makes the consumer, joins the group, reads, writes and commits."""
+    import pandas  # noqa: F401 - pyarrow's first write_table imports it; the drain imports it before its timer
+
+    from metrify_dev.bench import peer_provider
+
+    as_task_process()
+    operator = peer_provider.operator(spec["conn_id"], spec["topics"], spec["messages"], spec["lake_dir"])
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    operator.execute(context={})
+    seconds = time.perf_counter() - started
+    cpu = round(cpu_seconds() - cpu_started, 2)
+    first_batch = peer_provider.first_batch_seconds(started)
+    files, rows = peer_provider.written(spec["lake_dir"])
+    return {
+        "messages": rows,  # counted from the Parquet footers of what it wrote
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        # from execute() to its first batch in hand: consumer, group join, first fetch
+        "first_batch_seconds": first_batch,
+        "files": files,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def warm(spec: Spec) -> dict[str, Any]:
+    """Import what the contenders import, lazily included (Airflow's plugins, the lake's file
+    systems, the provider's operator), so that the bytecode cache is complete before a timed run."""
+    from metrify import lake
+    from metrify.config import load_settings
+    from metrify_dev.bench import peer_provider
+
+    started = time.perf_counter()
+    as_task_process()
+    lake.lake_root(load_settings()).fs  # noqa: B018 - registers Airflow's file systems
+    peer_provider.operator("warm", ["warm"], 1, "/nonexistent")
+    return {"seconds": round(time.perf_counter() - started, 2)}
+
+
+CONTENDERS = {"raw": raw_consume, "drain": drain, "provider": provider, "warm": warm}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in CONTENDERS:
+        sys.exit(f"usage: python -m metrify_dev.bench.contenders {'|'.join(CONTENDERS)} < SPEC_JSON")
+    result = CONTENDERS[args[0]](json.load(sys.stdin))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
