@@ -12,7 +12,7 @@ quality scores: each affected Parquet file rewritten atomically without them), t
 record to `_audit/erasures/` in the lake: the meter by its pseudonym only, who triggered the
 run, the run id, when, and the rows removed per file, layer, table and registry. Running it
 again for the same meter removes nothing and records that. README, section *Personal data*;
-RUNBOOK.md, section *Erasure request*.
+RUNBOOK.md, section *Erasure and retention*.
 """
 
 from __future__ import annotations
