@@ -50,6 +50,19 @@ SOURCE_CONN_IDS = {
 DUCKDB_POOL = "duckdb_warehouse"
 
 WAREHOUSE_TARGETS = ("duckdb", "snowflake")
+
+# How many days each lake layer keeps its `date=` partitions (DAG `apply_retention`, daily):
+# `METRIFY_RETENTION_DAYS_<LAYER>`; 0 keeps the layer forever. Raw readings must outlive the
+# late-data lookback (the gate judges late hours again from raw: the default grows with a longer
+# `METRIFY_LATE_LOOKBACK_DAYS`, a shorter setting is refused); validated readings are the
+# warehouse's source of record and kept until an operator sets a limit.
+RETENTION_DEFAULTS = {
+    "raw": 90,
+    "quarantine": 90,
+    "validated": 0,
+    "anomalies": 365,
+    "quality": 365,
+}
 DBT_EXECUTION_MODES = ("local", "watcher")
 
 
@@ -72,6 +85,14 @@ class _Environment:
         value = self.get(name, default)
         if not value.strip().isdigit() or int(value) < 1:
             raise ValueError(f"{name} must be a positive whole number of days, got {value!r}")
+        return int(value)
+
+    def retention(self, layer: str, default: int) -> int:
+        """`METRIFY_RETENTION_DAYS_<LAYER>`: a whole number of days, 0 for "keep forever"."""
+        name = f"METRIFY_RETENTION_DAYS_{layer.upper()}"
+        value = self.get(name, str(default)).strip()
+        if not value.isdigit():
+            raise ValueError(f"{name} must be a whole number of days (0 keeps {layer}/ forever), got {value!r}")
         return int(value)
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -115,6 +136,8 @@ class Settings:
     smtp_host: str
     runbook_url: str
     pseudonym_key: str = field(repr=False)  # keys the meter pseudonyms of alerts (metrify.redaction)
+    # days each lake layer keeps its date= partitions; 0: forever (`RETENTION_DEFAULTS`)
+    retention_days: dict[str, int] = field(default_factory=lambda: dict(RETENTION_DEFAULTS))
 
     @property
     def late_lookback(self) -> timedelta:
@@ -157,11 +180,25 @@ def default_locations(environ: Mapping[str, str] | None = None) -> tuple[Path, P
     return airflow_home / "metrify", airflow_home / "dbt"
 
 
+def retention_days(env: _Environment, late_lookback_days: int) -> dict[str, int]:
+    """Each layer's retention; raw must outlive the late-data lookback (else a late reading's
+    hour could not be judged again)."""
+    defaults = {**RETENTION_DEFAULTS, "raw": max(RETENTION_DEFAULTS["raw"], late_lookback_days + 2)}
+    days = {layer: env.retention(layer, default) for layer, default in defaults.items()}
+    if 0 < days["raw"] <= late_lookback_days + 1:
+        raise ValueError(
+            f"METRIFY_RETENTION_DAYS_RAW ({days['raw']}) must be 0 (keep forever) or more than "
+            f"METRIFY_LATE_LOOKBACK_DAYS + 1 ({late_lookback_days + 1}): the gate judges late hours from raw/"
+        )
+    return days
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings of `environ` (default: this process's environment, read now)."""
     env = _Environment(environ)
     default_home, default_dbt_dir = default_locations(env.environ)
     home = Path(env.get("METRIFY_HOME", str(default_home))).resolve()
+    late_lookback_days = env.days("METRIFY_LATE_LOOKBACK_DAYS", "35")
     return Settings(
         home=home,
         lake_url=env.get("METRIFY_LAKE_URL", (home / "lake").as_uri()),
@@ -175,7 +212,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # twice this (plus Arrow and Parquet buffers); files stay below object stores' single-PUT size
         batch_bytes=int(env.get("METRIFY_BATCH_BYTES", str(64 * 2**20))),
         # older readings are quarantined at ingestion ("too late: ..."), where on-call hears of them
-        late_lookback_days=env.days("METRIFY_LATE_LOOKBACK_DAYS", "35"),
+        late_lookback_days=late_lookback_days,
         registry_conn_id=env.get(*REGISTRY_CONN_ID),
         snowflake_conn_id=env.get(*SNOWFLAKE_CONN_ID),
         duckdb_conn_id=env.get(*DUCKDB_CONN_ID),
@@ -201,6 +238,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         runbook_url=env.get("METRIFY_RUNBOOK_URL", "RUNBOOK.md"),  # or the runbook's URL in your repository host
         # empty: a random key generated once into <METRIFY_HOME>/pseudonym.key (metrify.redaction)
         pseudonym_key=env.raw("METRIFY_PSEUDONYM_KEY", ""),
+        retention_days=retention_days(env, late_lookback_days),
     )
 
 

@@ -24,6 +24,13 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 _SEGMENT = re.compile(r"[\w.+=-]+")
 # a partition value (`date=<value>`, `operator=<value>`): the same without '='
 _PARTITION_VALUE = re.compile(r"[\w.+-]+")
+# a meter id as metrify accepts it for an erasure: what the readings contract lets in (a non-empty
+# string of at most `contracts.readings.METER_ID_MAX_LEN` = 64 characters), narrowed to the
+# characters real meter ids use (German metering-point ids `DE` + 31 letters and digits, serial
+# numbers with '.', '_', '-'): no quote, space, '%' or '/', so it is safe in a bound SQL
+# parameter, a JSON string and a substring match alike
+METER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # also the `erase_meter` DAG's param pattern
+_METER_ID = re.compile(METER_ID_PATTERN)
 # a stage URL: scheme, then path characters only (no quote, space, semicolon or backslash)
 _STAGE_URL = re.compile(r"(s3|s3compat|gcs|azure|file)://[A-Za-z0-9._~/=+-]+")
 
@@ -97,4 +104,11 @@ def stage_url(value: Any, field: str) -> str:
     """An external stage URL (s3://, gcs://, azure://, file://) without quotes, spaces or ';'."""
     if not isinstance(value, str) or not _STAGE_URL.fullmatch(value) or "/../" in f"{value}/":
         raise _fail(field, value, "a stage URL such as s3://bucket/prefix")
+    return value
+
+
+def meter_id(value: Any, field: str) -> str:
+    """A meter id: letters and digits, then letters, digits, '.', '_', '-'; at most 64 characters."""
+    if not isinstance(value, str) or not _METER_ID.fullmatch(value):
+        raise _fail(field, value, "a meter id (letters and digits, then '.', '_', '-' too; at most 64 characters)")
     return value

@@ -15,6 +15,8 @@ from metrify_dev import kafka_mock
 from tests.airflow_stack import api
 
 EXPECTED_DAGS = (
+    "apply_retention",
+    "erase_meter",
     "ingest_meter_readings",
     "ingest_grid_status",
     "ingest_weather",

@@ -20,6 +20,8 @@ EXPECTED_DAGS = {
     "quality_meter_readings",
     "quality_sources",
     "release_quality_interval",
+    "erase_meter",
+    "apply_retention",
 }
 
 

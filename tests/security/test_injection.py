@@ -295,3 +295,50 @@ def test_weather_payload_fields_never_become_path_parts(lake_root) -> None:
     assert written == ["raw/weather/source=dwd/date=2026-11-22/hour=14/20261122T1400.parquet"], written
     stations = lake.read_table(lake_root / written[0]).column("station").to_pylist()
     assert stations == ["../../../../tmp/pwned (DWD /etc/passwd)"]
+
+
+class ErasureCursor(RecordingCursor):
+    """A warehouse with one table holding meter ids, one row of the meter in it."""
+
+    def fetchall(self) -> list[tuple[str, str, str]]:
+        return [("raw", "meter_readings", "meter_id")]
+
+    def fetchone(self) -> tuple[int]:
+        return (1,)
+
+
+@pytest.mark.parametrize("placeholder", ["?", "%s"])
+def test_the_erasure_binds_the_meter_id_and_names_tables_from_the_catalog(placeholder: str) -> None:
+    from metrify.privacy import erasure
+
+    meter = "DE0000011011500000000000000000001"
+    cursor = ErasureCursor()
+    assert erasure.erase_warehouse(cursor, meter, placeholder) == {"raw.meter_readings": 1}
+    statements = [sql for sql, _ in cursor.executed]
+    assert not any(meter in sql for sql in statements)
+    bound = [(sql, params) for sql, params in cursor.executed if params]
+    assert [sql.split()[0] for sql, _ in bound] == ["SELECT", "DELETE"]
+    assert all(params == [meter] and sql.endswith(f'"meter_id" = {placeholder}') for sql, params in bound)
+
+
+@pytest.mark.parametrize(
+    "meter", ["x' OR '1'='1", "DE1'); DELETE FROM raw.meter_readings; --", "../../etc/passwd", "DE1\n", "DE1%"]
+)
+def test_an_erasure_refuses_what_is_not_a_meter_id_before_anything_is_touched(lake_root, meter: str) -> None:
+    from metrify.privacy import erasure
+
+    cursor = ErasureCursor()
+    with pytest.raises(ValueError, match="meter_id must be a meter id"):
+        erasure.erase_meter(meter, requested_by="someone", warehouse=cursor, registry_cursor=cursor)
+    assert cursor.executed == [] and not lake.list_files(lake_root / "_audit", suffix=".json")
+
+
+def test_a_warehouse_name_that_is_not_an_identifier_is_refused() -> None:
+    from metrify.privacy import erasure
+
+    class Hostile(ErasureCursor):
+        def fetchall(self) -> list[tuple[str, str, str]]:
+            return [("raw", 'meter_readings" WHERE 1=1; --', "meter_id")]
+
+    with pytest.raises(ValueError, match="table must be an identifier"):
+        erasure.erase_warehouse(Hostile(), "DE1", "?")

@@ -21,6 +21,8 @@ DAGS = REPO_ROOT / "dags"
 # on-call defaults and the shared vocabulary (contracts); plus the task bodies of its family.
 SHARED = ("metrify.assets", "metrify.oncall.defaults", "metrify.contracts")
 FAMILY = {
+    "apply_retention.py": "metrify.privacy",
+    "erase_meter.py": "metrify.privacy",
     "ingest_meter_readings.py": "metrify.ingest",
     "ingest_grid_status.py": "metrify.sources",
     "ingest_weather.py": "metrify.sources",

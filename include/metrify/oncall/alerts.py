@@ -38,6 +38,9 @@ REDACTED_LOGGERS = ("urllib3.connectionpool", __name__)
 # Error text -> runbook section: the first match wins.
 RUNBOOK_SECTIONS: tuple[tuple[str, str], ...] = (
     # specific phrases first: a gate failure's sample rows contain meter ids with "401"/"403" in them
+    ("erasure of meter", "erasure-and-retention"),
+    ("erase_meter", "erasure-and-retention"),
+    ("lake retention", "erasure-and-retention"),
     ("not in the registry", "meter-not-in-the-registry"),
     ("quality gate", "quality-gate-failed"),
     ("too-late readings", "too-late-readings"),

@@ -76,6 +76,12 @@ def test_failure_alert_goes_to_log_and_webhook_with_runbook_link(tmp_path, monke
         ),
         ("dwd: 1 of 24 cities failed …: Köln: no record for 2026-11-22 14:00–16:00 UTC", "source-data-missing"),
         ("meters not in the registry: DE0000401403 (first reading 2026-03-28 00:15 UTC)", "meter-not-in-the-registry"),
+        (
+            "RuntimeError: erasure of meter meter~0123456789abcdef failed: duckdb.IOException: warehouse locked",
+            "erasure-and-retention",
+        ),
+        ("ValueError: erase_meter refused the run's conf: meter_id must be a meter id", "erasure-and-retention"),
+        ("RuntimeError: lake retention failed: PermissionError: raw/meter_readings", "erasure-and-retention"),
         ("something nobody foresaw", "triage"),
     ],
 )
