@@ -13,9 +13,9 @@ accepted) and the metadata database must show no change. The least role allowed,
 operator the README documents, must succeed and change what they were asked to, so the test can
 fail.
 
-The stack runs with every DAG paused and no feed (nothing scheduled, runs stay queued) and without
-deadline alerts: in Airflow 3.3.2 clearing a run with a `DAGRUN_QUEUED_AT` deadline fails with
-HTTP 500 (apache/airflow#70368), and this module tests who may clear, not that bug.
+The stack runs with every DAG paused and no feed (nothing scheduled, runs stay queued), with the
+DAGs' deadline alerts: the cleared run's deadline is pending, which made clearing fail with HTTP
+500 in Airflow 3.3.2 until `metrify.oncall.airflow_patches` (apache/airflow#70368).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import requests
 from tests.airflow_stack import token
 
 STACK_OPTIONS = {"feed": False, "paused": True}
-STACK_ENV = {"METRIFY_DEADLINE_ALERTS": "off"}
 
 DAG = "warehouse_daily"  # paused: its triggered and backfilled runs stay queued
 UNPAUSED_DAG = "release_quality_interval"  # schedule=None: unpausing it schedules nothing
