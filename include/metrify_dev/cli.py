@@ -200,7 +200,7 @@ def cmd_run_production(args: argparse.Namespace) -> None:
         shutil.rmtree(home)  # a fresh broker, bucket, metadata DB and warehouse every run
     start = _parse_time(args.start) if args.start else None
     options = production.Options(
-        meters=args.meters, start=start, hours=args.hours, seed=args.seed, partitions=args.partitions
+        meters=args.meters, start=start, hours=args.hours, seed=args.seed, partitions=args.partitions, backfill=True
     )
     result = production.run(home, options)
     _say(json.dumps(result, indent=2, default=str))

@@ -156,6 +156,8 @@ class Options:
     workers: int = 2  # Celery workers (CeleryExecutor only)
     timeout: float = 900.0
     faults: bool = True
+    restart_broker: bool = True  # stop and start the broker while the ingestion's drains run
+    backfill: bool = False  # rebuild the simulated business day with warehouse_daily, via the REST API
 
 
 @dataclass
@@ -552,9 +554,11 @@ class ProductionRun:
 
         settings = load_settings(self.env)
         self.broker.create_topic(settings.meter_topic, self.options.partitions)
+        # from a quarter to: reading_ts is the interval's end, so each simulated hour fills one
+        # raw hour partition (one gate, one validated event)
         start = self.options.start or (datetime.now(UTC) - timedelta(hours=self.options.hours + 3)).replace(
             minute=0, second=0, microsecond=0
-        )
+        ) - timedelta(minutes=15)
         # the fault mix of `metrify run`: anomalies, poison, late, out-of-order and duplicate messages
         rates = FAULT_RATES if self.options.faults else {}
         sim = simulate(
@@ -583,6 +587,55 @@ class ProductionRun:
             self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         self.api("POST", "/dags/ingest_meter_readings/dagRuns", json={"logical_date": None})
         _say(f"unpaused {', '.join(METER_DAGS)}; triggered ingest_meter_readings")
+
+    def restart_broker_during_drains(self, timeout: float = 300.0) -> dict[str, Any]:
+        """Stop the broker process and start it again (same data, ports and credentials) as soon
+        as a `drain` task of the ingestion runs; the drains fail (and are retried) or wait."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for dag_run in self.runs("ingest_meter_readings"):
+                if dag_run["state"] != "running":
+                    continue
+                path = f"/dags/ingest_meter_readings/dagRuns/{dag_run['dag_run_id']}/taskInstances"
+                tis = self.api("GET", path, params={"limit": 100})["task_instances"]
+                running = sorted(t["map_index"] for t in tis if t["task_id"] == "drain" and t["state"] == "running")
+                if running:
+                    began = time.monotonic()
+                    self.broker.restart()
+                    seconds = round(time.monotonic() - began, 1)
+                    _say(f"broker stopped and started again in {seconds} s while drains {running} ran")
+                    return {"run_id": dag_run["dag_run_id"], "drains_running": running, "restart_s": seconds}
+            time.sleep(0.5)
+        raise RuntimeError(f"no drain task ran within {timeout:.0f} s: the broker was not restarted")
+
+    def fact_rows(self) -> list[tuple[Any, ...]]:
+        """The hourly fact, every row, in a stable order (to compare a rebuild)."""
+        with self.snowflake() as cursor:
+            rows: list[tuple[Any, ...]] = cursor.execute(
+                "select * from marts.fct_meter_readings_hourly order by 1, 2, 3"
+            ).fetchall()
+        return rows
+
+    def backfill_day(self, timeout: float = 900.0) -> dict[str, Any]:
+        """Backfill `warehouse_daily` for the simulated business day through the REST API
+        (`POST /api/v2/backfills`) and wait for its run."""
+        from metrify.warehouse.business_calendar import daily_run_logical_date
+
+        day = datetime.fromisoformat(self.produced["start"]).date()
+        logical = daily_run_logical_date(day)
+        created = self.api(
+            "POST",
+            "/backfills",
+            json={"dag_id": "warehouse_daily", "from_date": logical, "to_date": logical, "max_active_runs": 1},
+        )
+        _say(f"backfill {created['id']} of warehouse_daily for business day {day} (logical date {logical})")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.runs("warehouse_daily") if r.get("run_type") == "backfill"]
+            if runs and all(r["state"] in ("success", "failed") for r in runs):
+                return {"backfill_id": created["id"], "business_day": str(day), "states": [r["state"] for r in runs]}
+            time.sleep(5)
+        raise RuntimeError(f"the backfill of warehouse_daily did not finish within {timeout:.0f} s")
 
     def lake_counts(self) -> dict[str, int]:
         from metrify import lake
@@ -714,7 +767,12 @@ def worker_drains(logs: Path) -> dict[str, list[int]]:
 def reconciled(result: dict[str, Any]) -> bool:
     """Messages produced = raw + quarantined rows, and the Snowflake facts = validated/ per hour."""
     lake = result["lake"]
-    return result["produced"] == lake["raw"] + lake["quarantine"] and result["warehouse_mismatches"] == []
+    backfill = result.get("backfill")
+    return (
+        result["produced"] == lake["raw"] + lake["quarantine"]
+        and result["warehouse_mismatches"] == []
+        and (backfill is None or (backfill["states"] == ["success"] and backfill["facts_identical"]))
+    )
 
 
 def run(home: Path, options: Options | None = None) -> dict[str, Any]:
@@ -726,6 +784,7 @@ def run(home: Path, options: Options | None = None) -> dict[str, Any]:
         production.start()
         produced = production.produce()
         production.start_pipeline()
+        restart = production.restart_broker_during_drains() if options.restart_broker else None
         settled = production.wait_until_settled(
             options.timeout,
             lambda: (
@@ -739,8 +798,16 @@ def run(home: Path, options: Options | None = None) -> dict[str, Any]:
             readings, kwh = cursor.execute(
                 "select sum(reading_count), sum(consumption_kwh) from marts.fct_meter_readings_hourly"
             ).fetchone()
+        backfill = None
+        if options.backfill:
+            before = production.fact_rows()
+            backfill = production.backfill_day()
+            backfill["facts_identical"] = production.fact_rows() == before
+            _say(f"backfill: {backfill}")
         result = {
             "produced": produced["messages"],
+            "broker_restart": restart,
+            "backfill": backfill,
             "lake": counts,
             "facts": {"readings": int(readings or 0), "consumption_kwh": float(kwh or 0.0)},
             "runs": settled["runs"],
