@@ -555,10 +555,15 @@ class ProductionRun:
         settings = load_settings(self.env)
         self.broker.create_topic(settings.meter_topic, self.options.partitions)
         # from a quarter to: reading_ts is the interval's end, so each simulated hour fills one
-        # raw hour partition (one gate, one validated event)
-        start = self.options.start or (datetime.now(UTC) - timedelta(hours=self.options.hours + 3)).replace(
-            minute=0, second=0, microsecond=0
-        ) - timedelta(minutes=15)
+        # raw hour partition (one gate, one validated event). With a backfill, yesterday (UTC):
+        # the daily run that rebuilds it is already due, so the backfill may create it.
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        default = (
+            hour.replace(hour=0) - timedelta(days=1)
+            if self.options.backfill
+            else hour - timedelta(hours=self.options.hours + 3)
+        )
+        start = self.options.start or default - timedelta(minutes=15)
         # the fault mix of `metrify run`: anomalies, poison, late, out-of-order and duplicate messages
         rates = FAULT_RATES if self.options.faults else {}
         sim = simulate(
@@ -609,20 +614,25 @@ class ProductionRun:
         raise RuntimeError(f"no drain task ran within {timeout:.0f} s: the broker was not restarted")
 
     def fact_rows(self) -> list[tuple[Any, ...]]:
-        """The hourly fact, every row, in a stable order (to compare a rebuild)."""
+        """The hourly fact, every row but its load time, in a stable order (to compare a rebuild)."""
         with self.snowflake() as cursor:
             rows: list[tuple[Any, ...]] = cursor.execute(
-                "select * from marts.fct_meter_readings_hourly order by 1, 2, 3"
+                "select * exclude (_loaded_at) from marts.fct_meter_readings_hourly order by 1, 2, 3"
             ).fetchall()
         return rows
 
     def backfill_day(self, timeout: float = 900.0) -> dict[str, Any]:
         """Backfill `warehouse_daily` for the simulated business day through the REST API
         (`POST /api/v2/backfills`) and wait for its run."""
-        from metrify.warehouse.business_calendar import daily_run_logical_date
+        from zoneinfo import ZoneInfo
 
-        day = datetime.fromisoformat(self.produced["start"]).date()
+        from metrify.warehouse.business_calendar import BUSINESS_TIMEZONE, daily_run_logical_date
+
+        middle = datetime.fromisoformat(self.produced["start"]) + timedelta(hours=self.options.hours / 2)
+        day = middle.astimezone(ZoneInfo(BUSINESS_TIMEZONE)).date()  # the business day most data falls in
         logical = daily_run_logical_date(day)
+        # a paused DAG's backfill runs never start; unpaused, it may also get its latest daily run
+        self.api("PATCH", "/dags/warehouse_daily", json={"is_paused": False})
         created = self.api(
             "POST",
             "/backfills",
