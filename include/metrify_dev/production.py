@@ -614,12 +614,13 @@ class ProductionRun:
         raise RuntimeError(f"no drain task ran within {timeout:.0f} s: the broker was not restarted")
 
     def fact_rows(self) -> list[tuple[Any, ...]]:
-        """The hourly fact, every row but its load time, in a stable order (to compare a rebuild)."""
+        """The hourly fact, every row but its load time, in a stable order (to compare a rebuild);
+        floats rounded to 6 decimals (a sum's last bits follow the order rows are added in)."""
         with self.snowflake() as cursor:
-            rows: list[tuple[Any, ...]] = cursor.execute(
+            rows = cursor.execute(
                 "select * exclude (_loaded_at) from marts.fct_meter_readings_hourly order by 1, 2, 3"
             ).fetchall()
-        return rows
+        return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
 
     def backfill_day(self, timeout: float = 900.0) -> dict[str, Any]:
         """Backfill `warehouse_daily` for the simulated business day through the REST API
@@ -631,13 +632,14 @@ class ProductionRun:
         middle = datetime.fromisoformat(self.produced["start"]) + timedelta(hours=self.options.hours / 2)
         day = middle.astimezone(ZoneInfo(BUSINESS_TIMEZONE)).date()  # the business day most data falls in
         logical = daily_run_logical_date(day)
-        # a paused DAG's backfill runs never start; unpaused, it may also get its latest daily run
-        self.api("PATCH", "/dags/warehouse_daily", json={"is_paused": False})
         created = self.api(
             "POST",
             "/backfills",
             json={"dag_id": "warehouse_daily", "from_date": logical, "to_date": logical, "max_active_runs": 1},
         )
+        # a paused DAG's backfill runs never start; unpaused after the backfill holds its date,
+        # the scheduler finds that date's run already there
+        self.api("PATCH", "/dags/warehouse_daily", json={"is_paused": False})
         _say(f"backfill {created['id']} of warehouse_daily for business day {day} (logical date {logical})")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -812,7 +814,12 @@ def run(home: Path, options: Options | None = None) -> dict[str, Any]:
         if options.backfill:
             before = production.fact_rows()
             backfill = production.backfill_day()
-            backfill["facts_identical"] = production.fact_rows() == before
+            after = production.fact_rows()
+            backfill["facts_identical"] = after == before
+            if after != before:  # the first differing row, for whoever reads the failure
+                backfill["first_difference"] = next(
+                    ((b, a) for b, a in zip(before, after, strict=False) if b != a), (len(before), len(after))
+                )
             _say(f"backfill: {backfill}")
         result = {
             "produced": produced["messages"],
