@@ -65,3 +65,16 @@ def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     broker.up()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_object_stores() -> Iterator[None]:
+    """Airflow keeps one object store per connection id for the life of a process: after each
+    test it is dropped, so a test that points `aws_default` at its own S3 server never writes
+    through the store an earlier test attached (the production-shaped run's, for one)."""
+    yield
+    import sys
+
+    store = sys.modules.get("airflow.sdk.io.store")
+    if store is not None:
+        store._STORE_CACHE.clear()
