@@ -111,12 +111,12 @@ def score_table() -> pa.Table:
     )  # fmt: skip
 
 
-def registry_frame() -> pd.DataFrame:
+def registry_frame(meters: tuple[str, ...] = (GONE, STAYS)) -> pd.DataFrame:
     rows = [
         {"meter_id": m, "load_profile": "H25", "postal_code": "10115", "city": "Berlin", "region": "BE",
          "grid_operator": "50Hertz", "latitude": 52.5, "longitude": 13.4, "installed_date": None,
          "status": "active", "yearly_kwh": 3000.0, "pv_kwp": 0.0}
-        for m in (GONE, STAYS)
+        for m in meters
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=registry.REGISTRY_SCHEMA.names)
 
@@ -386,3 +386,27 @@ def test_the_dag_task_body_erases_and_names_a_failure_by_pseudonym(world: dict[s
     assert failed_record["run_id"] == "manual__3" and "IOException" in failed_record["error"]
     assert failed_record["lake_rows_removed"] > 0  # what it erased before the failure is listed
     assert STAYS not in json.dumps(failed_record)
+
+
+def test_the_erasure_task_deletes_the_meter_from_the_postgresql_registry(metrify_home, monkeypatch) -> None:
+    """The registry as production holds it: PostgreSQL (the embedded server), reached by the task
+    through `postgres_default` and the provider's hook, read back with psycopg2."""
+    import psycopg2
+
+    from metrify.privacy import tasks
+    from metrify_dev import postgres
+
+    lookalike = STAYS + "9"  # starts like a kept id: must stay
+    settings = load_settings()
+    connection = postgres.seed_registry(registry_frame((GONE, STAYS, lookalike)), settings)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{settings.registry_conn_id.upper()}", json.dumps(connection))
+    uri = postgres.start_registry_db(settings)
+    try:
+        record = tasks.erase(GONE, "dpo@example.org", "manual__registry")
+        assert record["registry_rows"] == 1 and GONE not in json.dumps(record)
+        with psycopg2.connect(uri) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT meter_id FROM {registry.TABLE} ORDER BY meter_id")
+            assert [r[0] for r in cur.fetchall()] == [STAYS, lookalike]
+        assert tasks.erase(GONE, "dpo@example.org", "manual__again")["registry_rows"] == 0  # a retry is harmless
+    finally:
+        postgres.stop_registry_db(settings)
