@@ -40,6 +40,13 @@ def _fail(field: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"{field} must be {expected}; got {shown if len(shown) <= 200 else shown[:200] + '...'}")
 
 
+def _matching(value: Any, field: str, pattern: re.Pattern[str], expected: str) -> str:
+    """`value` if it is a string `pattern` matches whole, else a clear error naming `field`."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _fail(field, value, expected)
+    return value
+
+
 def iso_date(value: Any, field: str) -> str:
     """A calendar date written `YYYY-MM-DD` (nothing before or after it)."""
     if not isinstance(value, str) or not _DATE.fullmatch(value):
@@ -69,16 +76,12 @@ def topic(value: Any, field: str) -> str:
 
 def name(value: Any, field: str) -> str:
     """A dataset, layer, schema or table name: lower-case letters, digits and '_'."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise _fail(field, value, "a lower-case name (letters, digits, '_')")
-    return value
+    return _matching(value, field, _NAME, "a lower-case name (letters, digits, '_')")
 
 
 def identifier(value: Any, field: str) -> str:
     """An unquoted Snowflake identifier (a database or storage integration name)."""
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-        raise _fail(field, value, "an identifier (letters, digits, '_', '$'; not starting with a digit)")
-    return value
+    return _matching(value, field, _IDENTIFIER, "an identifier (letters, digits, '_', '$'; not starting with a digit)")
 
 
 def partition_value(value: Any, field: str) -> str:
@@ -109,6 +112,5 @@ def stage_url(value: Any, field: str) -> str:
 
 def meter_id(value: Any, field: str) -> str:
     """A meter id: letters and digits, then letters, digits, '.', '_', '-'; at most 64 characters."""
-    if not isinstance(value, str) or not _METER_ID.fullmatch(value):
-        raise _fail(field, value, "a meter id (letters and digits, then '.', '_', '-' too; at most 64 characters)")
-    return value
+    expected = "a meter id (letters and digits, then '.', '_', '-' too; at most 64 characters)"
+    return _matching(value, field, _METER_ID, expected)
