@@ -161,6 +161,39 @@ def ambient_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int = 0) -> pd.D
     )
 
 
+#: Forecast temperature error (K, one standard deviation) at lead 0 and its growth per hour of lead:
+#: about 1.8 K a day ahead and 4 K five days ahead, the order of MOSMIX's and OpenWeatherMap's errors.
+FORECAST_ERROR_K = (0.6, 0.05)
+
+
+def forecast_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int, issued_at: datetime) -> pd.DataFrame:
+    """What a weather forecast issued at `issued_at` predicts for `ts_utc`: `ambient_weather` plus an error.
+
+    The error grows with the lead time (`FORECAST_ERROR_K`): one draw per forecast run, place and
+    valid day (a forecast is wrong by a similar amount all day) plus a small hourly part, seeded so
+    every caller (fake APIs, benchmarks) sees the same forecast for the same run.
+    """
+    truth = ambient_weather(ts_utc, lat, seed)
+    issued = pd.Timestamp(issued_at).tz_convert("UTC").floor("h")
+    lead_hours = np.clip((ts_utc - issued).total_seconds().to_numpy() / 3600, 0, None)
+    days = (ts_utc.normalize().asi8 // (86400 * 10**9)).astype(np.int64)
+    run = int(issued.timestamp() // 3600)
+    day_error = np.array([np.random.default_rng([seed, run, int(d), int(lat * 100), 7]).normal(0, 1, 3) for d in days])
+    hour_error = np.random.default_rng([seed, run, int(lat * 100), 8]).normal(0, 1, len(ts_utc))
+    sigma = FORECAST_ERROR_K[0] + FORECAST_ERROR_K[1] * lead_hours
+    frame = truth.copy()
+    frame["temperature_celsius"] = np.round(
+        truth["temperature_celsius"] + sigma * day_error[:, 0] + 0.3 * hour_error, 1
+    )
+    frame["cloud_cover_percent"] = np.round(
+        np.clip(truth["cloud_cover_percent"] + 8 * sigma * day_error[:, 1], 0, 100), 0
+    )
+    frame["wind_speed_ms"] = np.round(np.clip(truth["wind_speed_ms"] + 0.5 * sigma * day_error[:, 2], 0, None), 1)
+    frame["humidity_percent"] = np.round(np.clip(truth["humidity_percent"] - 2 * sigma * day_error[:, 0], 20, 100), 1)
+    frame["lead_hours"] = np.round(lead_hours).astype(int)
+    return frame
+
+
 def grid_frequency(ts_utc: pd.DatetimeIndex, seed: int) -> np.ndarray:
     """One grid-wide frequency per interval: 50 Hz with a slow AR(1) wander (σ ≈ 0.025 Hz)."""
     rng = np.random.default_rng([seed, 50])
