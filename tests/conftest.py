@@ -19,6 +19,8 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+# every test's own Airflow home gets a copy of the first migrated metadata DB (`ensure_db`)
+os.environ["METRIFY_AIRFLOW_DB_TEMPLATE"] = str(_AIRFLOW_HOME / "migrated-template.db")
 
 pytest_plugins = ["pytester", "tests.skip_rule", "tests.airflow_stack"]
 
@@ -30,6 +32,15 @@ def metrify_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("METRIFY_HOME", str(home))
     monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """dbt/target/manifest.json, written by `dbt parse` once per session (not once per test):
+    the tests that render the Cosmos DAGs share it, as the DAG processor and the workers do."""
+    from metrify.warehouse.dbt_runner import build_manifest
+
+    return build_manifest()
 
 
 @pytest.fixture(scope="session")

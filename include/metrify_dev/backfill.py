@@ -21,6 +21,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +103,11 @@ def running_scheduler(settings: Settings, env: dict[str, str]) -> Iterator[dict[
             pids.append(spawn(airflow_command(component), logs[component], env).pid)
         yield logs
     finally:
-        for pid in reversed(pids):
-            if alive(pid):
-                terminate(pid, 20.0, group=True)
+        # together: each Airflow component takes seconds to shut down gracefully
+        live = [pid for pid in reversed(pids) if alive(pid)]
+        if live:
+            with ThreadPoolExecutor(len(live)) as pool:
+                list(pool.map(lambda pid: terminate(pid, 20.0, group=True), live))
 
 
 @contextmanager
@@ -206,7 +209,7 @@ def backfill(
             # up to ~30 s after its last run ended
             if complete or (runs and all(r["state"] in ("success", "failed") for r in runs)):
                 break
-            time.sleep(3)
+            time.sleep(1)
     return BackfillResult(
         dag_id, backfill_id, runs, round(time.monotonic() - started, 1), {k: str(v) for k, v in logs.items()}
     )

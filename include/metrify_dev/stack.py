@@ -141,7 +141,7 @@ def wait_healthy(timeout: float = 180.0) -> dict[str, Any]:
                 return last
         except (requests.RequestException, ValueError) as exc:
             last = str(exc)
-        time.sleep(2)
+        time.sleep(0.5)
     raise RuntimeError(f"Airflow did not become healthy within {timeout:.0f} s: {last}")
 
 

@@ -38,9 +38,8 @@ def snapshot() -> dict[str, pd.DataFrame]:
 
 @pytest.mark.airflow
 @pytest.mark.timeout(1200)
-def test_backfill_from_the_command_line_builds_both_days(warehouse_home, tmp_path):
+def test_backfill_from_the_command_line_builds_both_days(warehouse_home, dbt_manifest, tmp_path):
     data = wd.build_lake(lake.lake_root(), meters=5, days=2)  # 2026-03-28 and 2026-03-29 (UTC)
-    dbt_runner.build_manifest()
     connections = airflow_env.duckdb_connection()
     connections["postgres_default"] = postgres.seed_registry(data.registry)
     try:

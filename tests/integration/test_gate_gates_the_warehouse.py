@@ -19,7 +19,6 @@ from metrify import lake
 from metrify.config import load_settings
 from metrify.ingest import kafka
 from metrify.warehouse import duckdb_loader
-from metrify.warehouse.dbt_runner import build_manifest
 from metrify_dev.airflow_env import dags_test, ensure_db
 from metrify_dev.postgres import seed_registry, stop_registry_db
 from metrify_dev.simulator import SimulationOptions, produce, simulate
@@ -61,7 +60,9 @@ def _verdict(hour: int) -> tuple:
         ).fetchone()
 
 
-def test_a_blocked_hour_never_reaches_the_warehouse_until_released(broker, metrify_home, monkeypatch) -> None:
+def test_a_blocked_hour_never_reaches_the_warehouse_until_released(
+    broker, metrify_home, dbt_manifest, monkeypatch
+) -> None:
     monkeypatch.setenv("METRIFY_METER_TOPIC", f"meter-readings-gate-{uuid.uuid4().hex[:6]}")
     monkeypatch.setenv("METRIFY_CONSUMER_GROUP", f"metrify-gate-{uuid.uuid4().hex[:6]}")
     monkeypatch.setenv("METRIFY_TASK_RETRIES", "0")
@@ -71,7 +72,6 @@ def test_a_blocked_hour_never_reaches_the_warehouse_until_released(broker, metri
     registry, keys, values = _messages_with_a_broken_hour(meters=60)
     produce(keys, values, settings.meter_topic, kafka.producer_config(extra))
     seed_registry(registry, settings)
-    build_manifest(settings)
     ensure_db(settings)
     logs = metrify_home / "logs"
     try:

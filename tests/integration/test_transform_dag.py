@@ -6,16 +6,15 @@ from __future__ import annotations
 import pytest
 
 from metrify import lake
-from metrify.warehouse import dbt_runner, duckdb_loader
+from metrify.warehouse import duckdb_loader
 from metrify_dev import airflow_env, postgres
 from metrify_dev import sample_lake as wd
 from tests.integration.oracles import expected_hourly
 
 
 @pytest.mark.airflow
-def test_transform_dag_builds_the_warehouse(warehouse_home):
+def test_transform_dag_builds_the_warehouse(warehouse_home, dbt_manifest):
     data = wd.build_lake(lake.lake_root(), meters=10, days=1)
-    dbt_runner.build_manifest()
     connections = airflow_env.duckdb_connection()
     connections["postgres_default"] = postgres.seed_registry(data.registry)
     try:
