@@ -30,6 +30,7 @@ import pandas as pd
 from metrify.contracts.anomalies import METER_ANOMALY_TYPES
 from metrify.contracts.geography import CITIES, City
 from metrify.contracts.readings import MEASUREMENTS, PAYLOAD_SCHEMA
+from metrify.substitution.bdew import profile_kw
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,6 @@ def build_registry(meters: int, rng: np.random.Generator) -> pd.DataFrame:
             "voltage_offset": rng.normal(0, 2.0, meters),
         }
     )
-
-
-def profile_kw(load_profile: str, interval_starts_utc: pd.DatetimeIndex) -> np.ndarray:
-    """BDEW 2025 profile in kW per 1 GWh/year for intervals starting at the given UTC instants."""
-    import holidays
-    from demandlib import bdew
-
-    local = interval_starts_utc.tz_convert(BERLIN)
-    years = sorted(set(local.year))
-    german_holidays = holidays.Germany(years=years, categories=("public",))
-    profile_class = {"H25": bdew.H25, "P25": bdew.P25, "G25": bdew.G25, "L25": bdew.L25}[load_profile]
-    # demandlib needs a fixed-step index; the local wall time drives its profile lookup.
-    values = profile_class(pd.DatetimeIndex(local, freq="15min"), holidays=dict(german_holidays))
-    return np.asarray(values, dtype=float)
 
 
 def solar_factor(ts_utc: pd.DatetimeIndex, lat: float, lon: float) -> np.ndarray:

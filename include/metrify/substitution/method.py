@@ -1,0 +1,184 @@
+"""Substitute values (Ersatzwerte) for a meter's missing quarter-hours of one business day.
+
+A quarter-hour of a business day (Europe/Berlin, by interval start) is missing for an expected
+meter when it has no validated reading. Readings the quality gate quarantined count as missing:
+the quarantine keeps the rejected raw value with its reason, the substitute gives the day a
+complete, flagged total. Quarter-hours of an hour the gate BLOCKED are never filled: the block
+stays visible as a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
+
+Methods, tried per meter and quarter-hour in this order (names in `substitution_method`):
+
+* `own_profile` - the median of the meter's own measured value at the same local weekday and
+  quarter-hour over the last `OWN_PROFILE_WEEKS` weeks (at least `MIN_SAME_WEEKDAY_VALUES`
+  values), scaled by the meter's recent level: measured energy of the last `LEVEL_DAYS` days
+  divided by the own profile's energy at the same quarter-hours (needs `MIN_LEVEL_COVERAGE` of
+  those quarter-hours measured; ratio clipped to `LEVEL_RATIO_BOUNDS`).
+* `bdew_profile` - the meter's BDEW standard load profile scaled to its registered `yearly_kwh`.
+
+A quarter-hour neither method can fill (unregistered meter without own history) stays missing
+and is counted in `SubstitutionResult.unfillable_quarter_hours`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date as Date
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from metrify.contracts.calendar import BUSINESS_TIMEZONE
+from metrify.substitution.bdew import profile_kwh
+
+# --- thresholds of the method, defined once ---
+OWN_PROFILE_WEEKS = 4
+MIN_SAME_WEEKDAY_VALUES = 2
+LEVEL_DAYS = 7
+MIN_LEVEL_COVERAGE = 0.5
+LEVEL_RATIO_BOUNDS = (0.5, 2.0)
+
+METHOD_OWN_PROFILE = "own_profile"
+METHOD_BDEW_PROFILE = "bdew_profile"
+METHODS = (METHOD_OWN_PROFILE, METHOD_BDEW_PROFILE)
+
+QUARTER_HOUR = pd.Timedelta(minutes=15)
+SUBSTITUTE_COLUMNS = ("meter_id", "reading_ts", "consumption_kwh", "substitution_method")
+
+
+@dataclass(frozen=True)
+class SubstitutionResult:
+    """Substitutes of one business day and what was deliberately left unfilled."""
+
+    substitutes: pd.DataFrame  # SUBSTITUTE_COLUMNS; reading_ts = interval end (UTC), as readings
+    blocked_quarter_hours: int
+    unfillable_quarter_hours: int
+
+
+def history_start(day: Date) -> Date:
+    """First local day of history the method reads for `day`."""
+    return day - timedelta(weeks=OWN_PROFILE_WEEKS)
+
+
+def interval_starts(day: Date, timezone: str = BUSINESS_TIMEZONE) -> pd.DatetimeIndex:
+    """UTC starts of the 92/96/100 quarter-hours of a local day."""
+    start = pd.Timestamp(day).tz_localize(timezone)
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(timezone)
+    return pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="15min", inclusive="left")
+
+
+def expected_meters(registry: pd.DataFrame, recently_seen: Iterable[str], day: Date) -> pd.DataFrame:
+    """Meters expected to report on `day`: active registered meters installed before it, plus meters
+    seen in the lake recently (unregistered ones get no load profile). Columns: meter_id,
+    load_profile, yearly_kwh."""
+    installed = pd.to_datetime(registry["installed_date"]).dt.date
+    active = registry[(registry["status"] == "active") & (installed < day)]
+    frame = active[["meter_id", "load_profile", "yearly_kwh"]]
+    seen = sorted(set(recently_seen) - set(frame["meter_id"]))
+    known = registry.set_index("meter_id")[["load_profile", "yearly_kwh"]]
+    extra = pd.DataFrame({"meter_id": seen})
+    extra = extra.join(known, on="meter_id")
+    return pd.concat([frame, extra], ignore_index=True).sort_values("meter_id", ignore_index=True)
+
+
+def _slot_keys(starts_utc: pd.DatetimeIndex | pd.Series, timezone: str) -> pd.DataFrame:
+    """Local weekday and quarter-hour of day (wall time) of UTC interval starts."""
+    local = pd.DatetimeIndex(starts_utc).tz_convert(timezone)
+    return pd.DataFrame({"weekday": local.day_of_week, "slot": local.hour * 4 + local.minute // 15})
+
+
+def substitute_day(
+    day: Date,
+    meters: pd.DataFrame,
+    history: pd.DataFrame,
+    blocked_hours_utc: Iterable[pd.Timestamp] = (),
+    timezone: str = BUSINESS_TIMEZONE,
+) -> SubstitutionResult:
+    """Substitutes for every missing quarter-hour of the expected `meters` on local `day`.
+
+    `history` holds validated readings (meter_id, reading_ts = interval end UTC, consumption_kwh)
+    of `day` and at least `OWN_PROFILE_WEEKS` weeks before it; `blocked_hours_utc` are the UTC
+    hour starts the quality gate blocked. A rerun with the same inputs gives the same frame.
+    """
+    for column in ("meter_id", "load_profile", "yearly_kwh"):
+        if column not in meters.columns:
+            raise ValueError(f"substitute_day: meters frame lacks column {column!r}")
+    for column in ("meter_id", "reading_ts", "consumption_kwh"):
+        if column not in history.columns:
+            raise ValueError(f"substitute_day: history frame lacks column {column!r}")
+
+    starts = interval_starts(day, timezone)
+    day_start, day_end = starts[0], starts[-1] + QUARTER_HOUR
+    hist = history[["meter_id", "reading_ts", "consumption_kwh"]].copy()
+    hist["start"] = pd.to_datetime(hist["reading_ts"], utc=True) - QUARTER_HOUR
+    hist = hist[hist["meter_id"].isin(meters["meter_id"]) & hist["consumption_kwh"].notna()]
+
+    # missing = expected (meter x quarter-hour) without a validated reading
+    grid = pd.MultiIndex.from_product([meters["meter_id"], starts], names=["meter_id", "start"]).to_frame(index=False)
+    measured_today = hist[(hist["start"] >= day_start) & (hist["start"] < day_end)]
+    have = pd.MultiIndex.from_frame(measured_today[["meter_id", "start"]])
+    missing = grid[~pd.MultiIndex.from_frame(grid).isin(have)].reset_index(drop=True)
+
+    blocked = {pd.Timestamp(h).tz_convert("UTC").floor("h") for h in blocked_hours_utc}
+    is_blocked = missing["start"].dt.floor("h").isin(blocked) if blocked else pd.Series(False, index=missing.index)
+    n_blocked = int(is_blocked.sum())
+    missing = missing[~is_blocked].reset_index(drop=True)
+    if missing.empty:
+        return SubstitutionResult(_empty(), n_blocked, 0)
+
+    # own profile: median per (meter, weekday, slot) over the last OWN_PROFILE_WEEKS weeks
+    lookback = day_start - pd.Timedelta(weeks=OWN_PROFILE_WEEKS)
+    past = hist[(hist["start"] >= lookback) & (hist["start"] < day_start)].reset_index(drop=True)
+    past = pd.concat([past, _slot_keys(past["start"], timezone)], axis=1)
+    stats = past.groupby(["meter_id", "weekday", "slot"])["consumption_kwh"].agg(["median", "count"])
+    profile = stats.loc[stats["count"] >= MIN_SAME_WEEKDAY_VALUES, "median"].rename("profile_kwh")
+
+    # level: measured energy of the last LEVEL_DAYS days / own profile at the same quarter-hours
+    level_start = day_start - pd.Timedelta(days=LEVEL_DAYS)
+    recent = past[past["start"] >= level_start].join(profile, on=["meter_id", "weekday", "slot"])
+    recent = recent[recent["profile_kwh"].notna()]
+    sums = recent.groupby("meter_id").agg(
+        measured=("consumption_kwh", "sum"), prof=("profile_kwh", "sum"), n=("slot", "size")
+    )
+    sums = sums[(sums["n"] >= MIN_LEVEL_COVERAGE * LEVEL_DAYS * 96) & (sums["prof"] > 0)]
+    level = (sums["measured"] / sums["prof"]).clip(*LEVEL_RATIO_BOUNDS).rename("level")
+
+    missing = pd.concat([missing, _slot_keys(missing["start"], timezone)], axis=1)
+    missing = missing.join(profile, on=["meter_id", "weekday", "slot"]).join(level, on="meter_id")
+    own = missing["profile_kwh"].notna() & missing["level"].notna()
+    missing["consumption_kwh"] = np.where(own, missing["profile_kwh"] * missing["level"], np.nan)
+    missing["substitution_method"] = pd.Series(METHOD_OWN_PROFILE, index=missing.index).where(own)
+
+    # fallback: BDEW profile scaled to yearly_kwh
+    info = meters.set_index("meter_id")[["load_profile", "yearly_kwh"]]
+    todo = missing[~own].join(info, on="meter_id")
+    todo = todo[todo["load_profile"].notna() & todo["yearly_kwh"].notna()]
+    for load_profile, rows in todo.groupby("load_profile"):
+        shape = pd.Series(profile_kwh(str(load_profile), 1.0, starts), index=starts)
+        per_kwh = shape.reindex(pd.DatetimeIndex(rows["start"])).to_numpy()
+        missing.loc[rows.index, "consumption_kwh"] = per_kwh * rows["yearly_kwh"].astype(float).to_numpy()
+        missing.loc[rows.index, "substitution_method"] = METHOD_BDEW_PROFILE
+
+    filled = missing[missing["substitution_method"].notna()]
+    unfillable = len(missing) - len(filled)
+    out = pd.DataFrame(
+        {
+            "meter_id": filled["meter_id"].astype(str),
+            "reading_ts": filled["start"] + QUARTER_HOUR,
+            "consumption_kwh": filled["consumption_kwh"].astype(float),
+            "substitution_method": filled["substitution_method"].astype(str),
+        }
+    ).sort_values(["meter_id", "reading_ts"], ignore_index=True)
+    return SubstitutionResult(out, n_blocked, unfillable)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "meter_id": pd.Series(dtype=str),
+            "reading_ts": pd.Series(dtype="datetime64[us, UTC]"),
+            "consumption_kwh": pd.Series(dtype=float),
+            "substitution_method": pd.Series(dtype=str),
+        }
+    )
