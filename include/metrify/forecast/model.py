@@ -224,7 +224,7 @@ def _features(
     frame = pd.DataFrame(
         {
             "quarter_hour": (local.hour * 4 + local.minute // 15).to_numpy(),
-            "weekday": local.weekday.to_numpy(),
+            "weekday": local.day_of_week.to_numpy(),
             "holiday": np.array([d in holiday_days for d in local_dates], dtype=int),
             "temperature": temp.to_numpy(),
             "day_temperature": day_mean.to_numpy(),
