@@ -280,6 +280,44 @@ def grid_frequency(ts_utc: pd.DatetimeIndex, seed: int) -> np.ndarray:
     return values
 
 
+def fleet_consumption(
+    registry: pd.DataFrame, starts: pd.DatetimeIndex, seed: int, rng: np.random.Generator
+) -> np.ndarray:
+    """kWh per meter (rows of `registry`) and interval (`starts`, UTC): BDEW profile x yearly kWh x noise,
+    the weather's effect at the meter's city (`ambient_weather` with `seed`) and the heat pumps' heating."""
+    n_meters, n_ts = len(registry), len(starts)
+    consumption = np.empty((n_meters, n_ts))
+    for profile in PROFILE_SHARES:
+        rows = np.flatnonzero(registry["load_profile"].to_numpy() == profile)
+        if rows.size == 0:
+            continue
+        base = "H25" if profile == "WP" else profile
+        shape = profile_kw(base, starts) * 0.25 / 1e6  # kWh per interval per yearly kWh
+        if profile == "WP":
+            shape = shape * (1 - WP_HEATING_SHARE)
+        noise = np.exp(rng.normal(-(NOISE_SIGMA[profile] ** 2) / 2, NOISE_SIGMA[profile], (rows.size, n_ts)))
+        consumption[rows] = registry["yearly_kwh"].to_numpy()[rows, None] * shape[None, :] * noise
+
+    for city in CITIES:
+        rows = np.flatnonzero(registry["city"].to_numpy() == city.name)
+        if rows.size == 0:
+            continue
+        weather = ambient_weather(starts, city.lat, seed)
+        outdoor = weather["temperature_celsius"].to_numpy()
+        profiles = registry["load_profile"].to_numpy()[rows]
+        for profile in sorted(set(profiles)):
+            class_rows = rows[profiles == profile]
+            if profile == "WP":
+                heating = (
+                    heat_pump_share(starts, outdoor)[None, :] * registry["yearly_kwh"].to_numpy()[class_rows, None]
+                )
+                noise = np.exp(rng.normal(-0.02, 0.2, (class_rows.size, n_ts)))
+                consumption[class_rows] += heating * noise
+            else:
+                consumption[class_rows] *= temperature_factor(profile, starts, outdoor, city.lat)[None, :]
+    return consumption
+
+
 def simulate(options: SimulationOptions) -> Simulation:
     rng = np.random.default_rng(options.seed)
     fleet_rng = rng if options.registry_seed is None else np.random.default_rng(options.registry_seed)
@@ -301,17 +339,7 @@ def simulate(options: SimulationOptions) -> Simulation:
     reading_ts = starts + pd.Timedelta(INTERVAL)
     n_meters, n_ts = len(registry), len(starts)
 
-    consumption = np.empty((n_meters, n_ts))
-    for profile in PROFILE_SHARES:
-        rows = np.flatnonzero(registry["load_profile"].to_numpy() == profile)
-        if rows.size == 0:
-            continue
-        base = "H25" if profile == "WP" else profile
-        shape = profile_kw(base, starts) * 0.25 / 1e6  # kWh per interval per yearly kWh
-        if profile == "WP":
-            shape = shape * (1 - WP_HEATING_SHARE)
-        noise = np.exp(rng.normal(-(NOISE_SIGMA[profile] ** 2) / 2, NOISE_SIGMA[profile], (rows.size, n_ts)))
-        consumption[rows] = registry["yearly_kwh"].to_numpy()[rows, None] * shape[None, :] * noise
+    consumption = fleet_consumption(registry, starts, options.seed, rng)
 
     export = np.zeros((n_meters, n_ts))
     temperature = np.empty((n_meters, n_ts))
@@ -323,18 +351,6 @@ def simulate(options: SimulationOptions) -> Simulation:
         weather = ambient_weather(starts, city.lat, options.seed)
         temperature[rows] = weather["temperature_celsius"].to_numpy()[None, :]
         humidity[rows] = weather["humidity_percent"].to_numpy()[None, :]
-        outdoor = weather["temperature_celsius"].to_numpy()
-        profiles = registry["load_profile"].to_numpy()[rows]
-        for profile in set(profiles):
-            class_rows = rows[profiles == profile]
-            if profile == "WP":
-                heating = (
-                    heat_pump_share(starts, outdoor)[None, :] * registry["yearly_kwh"].to_numpy()[class_rows, None]
-                )
-                noise = np.exp(rng.normal(-0.02, 0.2, (class_rows.size, n_ts)))
-                consumption[class_rows] += heating * noise
-            else:
-                consumption[class_rows] *= temperature_factor(profile, starts, outdoor, city.lat)[None, :]
         pv_rows = rows[registry["pv_kwp"].to_numpy()[rows] > 0]
         if pv_rows.size:
             sun = solar_factor(starts + pd.Timedelta(minutes=7.5), city.lat, city.lon)
