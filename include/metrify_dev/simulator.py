@@ -36,10 +36,29 @@ log = logging.getLogger(__name__)
 
 INTERVAL = timedelta(minutes=15)
 BERLIN = "Europe/Berlin"
-PROFILE_SHARES = {"H25": 0.68, "P25": 0.15, "G25": 0.13, "L25": 0.04}
+PROFILE_SHARES = {"H25": 0.62, "P25": 0.15, "G25": 0.13, "L25": 0.04, "WP": 0.06}
 # Median yearly consumption (kWh) and its log-normal spread per class.
-YEARLY_KWH = {"H25": (3200.0, 0.45), "P25": (4200.0, 0.35), "G25": (22000.0, 0.8), "L25": (15000.0, 0.6)}
-NOISE_SIGMA = {"H25": 0.35, "P25": 0.35, "G25": 0.15, "L25": 0.2}
+YEARLY_KWH = {
+    "H25": (3200.0, 0.45),
+    "P25": (4200.0, 0.35),
+    "G25": (22000.0, 0.8),
+    "L25": (15000.0, 0.6),
+    "WP": (7500.0, 0.35),
+}
+NOISE_SIGMA = {"H25": 0.35, "P25": 0.35, "G25": 0.15, "L25": 0.2, "WP": 0.2}
+#: Mild temperature sensitivity of the BDEW classes: the share more load per K the local day is colder
+#: than its seasonal normal (electric auxiliary heaters, longer lighting, circulation pumps).
+TEMPERATURE_SENSITIVITY = {"H25": 0.006, "P25": 0.006, "G25": 0.004, "L25": 0.0, "WP": 0.0}
+#: The heat-pump class "WP": a degree-day model. Its household part follows H25; its heating part is the
+#: day's heating degrees below `HEATING_BASE_C` (daily mean) over a normal year's `HEATING_DEGREE_DAYS`,
+#: divided by a coefficient of performance that falls with the outdoor temperature.
+WP_HEATING_SHARE = 0.65
+HEATING_BASE_C = 15.0
+HEATING_DEGREE_DAYS = 2300.0
+#: How long cold spells last: the day's temperature anomaly is a weighted sum of the iid draws of the
+#: previous `ANOMALY_MEMORY_DAYS` days with weights `ANOMALY_DECAY ** age` (no path dependence).
+ANOMALY_MEMORY_DAYS = 10
+ANOMALY_DECAY = 0.75
 ANOMALY_TYPES = METER_ANOMALY_TYPES  # every kind the detectors know is injected
 POISON_KINDS = ("not_json", "missing_field", "wrong_type", "impossible_value")
 
@@ -118,19 +137,48 @@ def solar_factor(ts_utc: pd.DatetimeIndex, lat: float, lon: float) -> np.ndarray
     return np.clip(sin_elev, 0, None) ** 1.2
 
 
+def seasonal_temperature(ts_utc: pd.DatetimeIndex, lat: float) -> np.ndarray:
+    """The seasonal normal of the daily mean temperature (°C) at latitude `lat`."""
+    doy = ts_utc.day_of_year.to_numpy()
+    return 9.5 - 0.35 * (lat - 51.0) - 9.0 * np.cos(2 * np.pi * (doy - 20) / 365)
+
+
+def _epoch_days(ts_utc: pd.DatetimeIndex) -> np.ndarray:
+    """Whole UTC days since 1970 of each instant, whatever the index's time resolution."""
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return np.asarray((ts_utc.tz_convert("UTC").normalize() - epoch) // pd.Timedelta(days=1), dtype=np.int64)
+
+
+def _day_draws(day: int, lat: float, seed: int) -> np.ndarray:
+    """The iid draws of one UTC day (days since 1970) and place."""
+    return np.random.default_rng([seed, int(day), int(lat * 100)]).normal(0, 1, 3)
+
+
 def ambient_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int = 0) -> pd.DataFrame:
     """Outdoor temperature (°C), relative humidity (%), pressure, wind and cloud cover.
 
     A smooth seasonal and diurnal model with day-to-day variation drawn from `seed` and the
     day, so every caller (meters, fake weather APIs) sees the same weather for a place and time.
+    The temperature anomaly persists over days (cold spells): it is the weighted sum of the draws
+    of the previous `ANOMALY_MEMORY_DAYS` days, so it still depends only on (seed, day, lat).
     """
     doy = ts_utc.day_of_year.to_numpy()
     hour = ts_utc.hour.to_numpy() + ts_utc.minute.to_numpy() / 60
-    days = (ts_utc.normalize().asi8 // (86400 * 10**9)).astype(np.int64)
-    day_noise = np.array([np.random.default_rng([seed, int(d), int(lat * 100)]).normal(0, 1, 3) for d in days])
-    seasonal = 9.5 - 0.35 * (lat - 51.0) - 9.0 * np.cos(2 * np.pi * (doy - 20) / 365)
+    days = _epoch_days(ts_utc)
+    unique_days, inverse = np.unique(days, return_inverse=True)
+    weights = ANOMALY_DECAY ** np.arange(ANOMALY_MEMORY_DAYS)
+    weights = weights / np.sqrt((weights**2).sum())
+    if len(unique_days):
+        span = np.arange(unique_days.min() - ANOMALY_MEMORY_DAYS + 1, unique_days.max() + 1)
+        draws = {int(d): _day_draws(int(d), lat, seed) for d in span}
+    else:
+        draws = {}
+    per_day = np.array([draws[int(d)] for d in unique_days]).reshape(-1, 3)
+    anomaly = np.array([sum(w * draws[int(d) - k][0] for k, w in enumerate(weights)) for d in unique_days], dtype=float)
+    day_noise = per_day[inverse]
+    seasonal = seasonal_temperature(ts_utc, lat)
     diurnal = (3.0 + 2.0 * np.sin(2 * np.pi * (doy - 80) / 365)) * np.sin(2 * np.pi * (hour - 9) / 24)
-    temperature = seasonal + diurnal + 2.5 * day_noise[:, 0]
+    temperature = seasonal + diurnal + 3.0 * anomaly[inverse] if len(ts_utc) else seasonal
     cloud = np.clip(60 + 25 * day_noise[:, 1] - 15 * np.sin(2 * np.pi * (doy - 80) / 365), 0, 100)
     humidity = np.clip(
         78 - 12 * np.sin(2 * np.pi * (hour - 9) / 24) + 0.15 * (cloud - 60) - 0.4 * (temperature - 10), 20, 100
@@ -148,6 +196,33 @@ def ambient_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int = 0) -> pd.D
     )
 
 
+def temperature_factor(load_profile: str, ts_utc: pd.DatetimeIndex, temperature: np.ndarray, lat: float) -> np.ndarray:
+    """Multiplier of a BDEW class's load from the local day's temperature against its seasonal normal."""
+    local_day = ts_utc.tz_convert(BERLIN).normalize()
+    day_mean = pd.Series(temperature, index=ts_utc).groupby(local_day).transform("mean").to_numpy()
+    deviation = seasonal_temperature(ts_utc, lat) - day_mean
+    return np.clip(1 + TEMPERATURE_SENSITIVITY[load_profile] * deviation, 0.8, 1.3)
+
+
+def heat_pump_share(ts_utc: pd.DatetimeIndex, temperature: np.ndarray) -> np.ndarray:
+    """The heat-pump class's heating consumption per interval as a share of its yearly kWh (degree days / COP).
+
+    Heating degrees of the local day (`HEATING_BASE_C` minus the daily mean, if positive) over a normal
+    year's `HEATING_DEGREE_DAYS`, spread evenly over the day's quarter-hours with a mild morning and
+    evening rise, and scaled by 3 / COP with COP = 3 + 0.08 * (T - 2) clipped to 1.8..4.5.
+    """
+    local = ts_utc.tz_convert(BERLIN)
+    local_day = local.normalize()
+    series = pd.Series(temperature, index=ts_utc)
+    day_mean = series.groupby(local_day).transform("mean").to_numpy()
+    per_day = series.groupby(local_day).transform("size").to_numpy()
+    degrees = np.clip(HEATING_BASE_C - day_mean, 0, None)
+    hour = local.hour.to_numpy() + local.minute.to_numpy() / 60
+    shape = 1 + 0.15 * np.cos(2 * np.pi * (hour - 7) / 24) + 0.1 * np.cos(4 * np.pi * (hour - 7) / 24)
+    cop = np.clip(3 + 0.08 * (temperature - 2), 1.8, 4.5)
+    return WP_HEATING_SHARE * degrees / HEATING_DEGREE_DAYS / per_day * shape * 3 / cop
+
+
 #: Forecast temperature error (K, one standard deviation) at lead 0 and its growth per hour of lead:
 #: about 1.8 K a day ahead and 4 K five days ahead, the order of MOSMIX's and OpenWeatherMap's errors.
 FORECAST_ERROR_K = (0.6, 0.05)
@@ -163,7 +238,7 @@ def forecast_weather(ts_utc: pd.DatetimeIndex, lat: float, seed: int, issued_at:
     truth = ambient_weather(ts_utc, lat, seed)
     issued = pd.Timestamp(issued_at).tz_convert("UTC").floor("h")
     lead_hours = np.clip((ts_utc - issued).total_seconds().to_numpy() / 3600, 0, None)
-    days = (ts_utc.normalize().asi8 // (86400 * 10**9)).astype(np.int64)
+    days = _epoch_days(ts_utc)
     run = int(issued.timestamp() // 3600)
     day_error = np.array([np.random.default_rng([seed, run, int(d), int(lat * 100), 7]).normal(0, 1, 3) for d in days])
     hour_error = np.random.default_rng([seed, run, int(lat * 100), 8]).normal(0, 1, len(ts_utc))
@@ -192,6 +267,44 @@ def grid_frequency(ts_utc: pd.DatetimeIndex, seed: int) -> np.ndarray:
     return values
 
 
+def fleet_consumption(
+    registry: pd.DataFrame, starts: pd.DatetimeIndex, seed: int, rng: np.random.Generator
+) -> np.ndarray:
+    """kWh per meter (rows of `registry`) and interval (`starts`, UTC): BDEW profile x yearly kWh x noise,
+    the weather's effect at the meter's city (`ambient_weather` with `seed`) and the heat pumps' heating."""
+    n_meters, n_ts = len(registry), len(starts)
+    consumption = np.empty((n_meters, n_ts))
+    for profile in PROFILE_SHARES:
+        rows = np.flatnonzero(registry["load_profile"].to_numpy() == profile)
+        if rows.size == 0:
+            continue
+        base = "H25" if profile == "WP" else profile
+        shape = profile_kw(base, starts) * 0.25 / 1e6  # kWh per interval per yearly kWh
+        if profile == "WP":
+            shape = shape * (1 - WP_HEATING_SHARE)
+        noise = np.exp(rng.normal(-(NOISE_SIGMA[profile] ** 2) / 2, NOISE_SIGMA[profile], (rows.size, n_ts)))
+        consumption[rows] = registry["yearly_kwh"].to_numpy()[rows, None] * shape[None, :] * noise
+
+    for city in CITIES:
+        rows = np.flatnonzero(registry["city"].to_numpy() == city.name)
+        if rows.size == 0:
+            continue
+        weather = ambient_weather(starts, city.lat, seed)
+        outdoor = weather["temperature_celsius"].to_numpy()
+        profiles = registry["load_profile"].to_numpy()[rows]
+        for profile in sorted(set(profiles)):
+            class_rows = rows[profiles == profile]
+            if profile == "WP":
+                heating = (
+                    heat_pump_share(starts, outdoor)[None, :] * registry["yearly_kwh"].to_numpy()[class_rows, None]
+                )
+                noise = np.exp(rng.normal(-0.02, 0.2, (class_rows.size, n_ts)))
+                consumption[class_rows] += heating * noise
+            else:
+                consumption[class_rows] *= temperature_factor(profile, starts, outdoor, city.lat)[None, :]
+    return consumption
+
+
 def simulate(options: SimulationOptions) -> Simulation:
     rng = np.random.default_rng(options.seed)
     fleet_rng = rng if options.registry_seed is None else np.random.default_rng(options.registry_seed)
@@ -213,14 +326,7 @@ def simulate(options: SimulationOptions) -> Simulation:
     reading_ts = starts + pd.Timedelta(INTERVAL)
     n_meters, n_ts = len(registry), len(starts)
 
-    consumption = np.empty((n_meters, n_ts))
-    for profile in PROFILE_SHARES:
-        rows = np.flatnonzero(registry["load_profile"].to_numpy() == profile)
-        if rows.size == 0:
-            continue
-        shape = profile_kw(profile, starts) * 0.25 / 1e6  # kWh per interval per yearly kWh
-        noise = np.exp(rng.normal(-(NOISE_SIGMA[profile] ** 2) / 2, NOISE_SIGMA[profile], (rows.size, n_ts)))
-        consumption[rows] = registry["yearly_kwh"].to_numpy()[rows, None] * shape[None, :] * noise
+    consumption = fleet_consumption(registry, starts, options.seed, rng)
 
     export = np.zeros((n_meters, n_ts))
     temperature = np.empty((n_meters, n_ts))

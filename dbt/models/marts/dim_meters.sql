@@ -20,6 +20,7 @@ select
         when r.load_profile = 'P25' then 'household with PV'
         when r.load_profile = 'G25' then 'commerce'
         when r.load_profile = 'L25' then 'agriculture'
+        when r.load_profile = 'WP' then 'heat pump or electric heating'
     end as load_profile_description,
     r.postal_code,
     r.city,

@@ -1,7 +1,7 @@
 """The `meter_registry` contract: the operational registry (PostgreSQL) the warehouse copies.
 
 Load-profile classes follow BDEW 2025: H25 households, G25 businesses, L25 farms, P25
-households with PV.
+households with PV, and WP households with a heat pump or electric heating (temperature-dependent).
 """
 
 from __future__ import annotations
@@ -25,4 +25,4 @@ REGISTRY_SCHEMA = pa.schema(
         ("pv_kwp", pa.float64()),
     ]
 )
-LOAD_PROFILES = ("H25", "G25", "L25", "P25")
+LOAD_PROFILES = ("H25", "G25", "L25", "P25", "WP")

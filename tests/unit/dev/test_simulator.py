@@ -119,3 +119,25 @@ def test_poison_late_and_duplicate_messages() -> None:
     # late readings arrive after newer ones: the stream is not ordered by reading time
     ts = pd.to_datetime(decoded.rows["reading_ts"].to_pandas())
     assert (ts.diff().dt.total_seconds() < -3600).sum() > 0
+
+
+def test_weather_has_multi_day_cold_spells_and_is_the_same_for_any_window() -> None:
+    """Day anomalies persist (lag-1 autocorrelation well above 0) and a day's weather does not depend on the window."""
+    from metrify_dev.simulator import ambient_weather, seasonal_temperature
+
+    hours = pd.date_range("2026-01-01", "2027-01-01", freq="h", tz="UTC", inclusive="left")
+    weather = ambient_weather(hours, 52.5, seed=42)
+    anomaly = (weather["temperature_celsius"] - seasonal_temperature(hours, 52.5)).groupby(hours.normalize()).mean()
+    assert anomaly.autocorr(1) > 0.5
+    part = ambient_weather(hours[24 * 100 : 24 * 101], 52.5, seed=42)
+    pd.testing.assert_frame_equal(part, weather.iloc[24 * 100 : 24 * 101])
+
+
+def test_heat_pump_meters_use_more_on_colder_days() -> None:
+    from metrify_dev.simulator import heat_pump_share
+
+    hours = pd.date_range("2026-12-01", "2026-12-03", freq="15min", tz="UTC", inclusive="left")
+    cold = heat_pump_share(hours, np.full(len(hours), -5.0)).sum()
+    mild = heat_pump_share(hours, np.full(len(hours), 8.0)).sum()
+    warm = heat_pump_share(hours, np.full(len(hours), 18.0)).sum()
+    assert cold > 2.5 * mild and warm == 0

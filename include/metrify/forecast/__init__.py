@@ -1,0 +1,1 @@
+"""Day-ahead load forecast per region and control area."""
