@@ -1,2 +1,2 @@
-"""The day-ahead load forecast per region and control area: the model (`model`) and the
-`forecast_load` DAG's task bodies (`series`, `tasks`, `plot`)."""
+"""Day-ahead load forecast per region and control area: the model (`model`), the series it is
+fed (`series`) and the `forecast_load` DAG's task bodies (`tasks`)."""

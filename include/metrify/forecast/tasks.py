@@ -29,6 +29,7 @@ from metrify.contracts.forecast import (
     SERIES_KINDS,
     WEATHER_FORECAST_DATASET,
 )
+from metrify.forecast.model import ForecastUnavailable
 from metrify.forecast.series import (
     SeriesInputs,
     local_day_bounds,
@@ -84,7 +85,14 @@ def forecast_series(
     frames: list[pd.DataFrame] = []
     for item in inputs:
         m = item.members
-        result = forecast_day(item.history, item.temperature, day, issued_at=issued_at)
+        if item.history.empty:
+            log.warning("forecast %s %r for %s: NO FORECAST, skipped: %s", m.kind, m.name, day, "; ".join(item.notes))
+            continue
+        try:
+            result = forecast_day(item.history, item.temperature, day, issued_at=issued_at)
+        except ForecastUnavailable as reason:
+            log.warning("forecast %s %r for %s: NO FORECAST, skipped: %s", m.kind, m.name, day, reason)
+            continue
         unknown = set(result["method"]) - set(METHODS)
         if unknown:
             raise ValueError(f"forecast of {m.kind} {m.name!r}: methods {sorted(unknown)} are not in {METHODS}")
