@@ -83,9 +83,13 @@ def city_mean(frame: pd.DataFrame, cities: tuple[str, ...], time_column: str) ->
     if mine.empty:
         return pd.Series(dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="temperature_celsius")
     rank = {source: i for i, source in enumerate(WEATHER_SOURCES)}
-    mine = mine.assign(_rank=mine["source"].map(rank).fillna(len(rank)), _ts=pd.to_datetime(mine[time_column], utc=True))
+    mine = mine.assign(
+        _rank=mine["source"].map(rank).fillna(len(rank)), _ts=pd.to_datetime(mine[time_column], utc=True)
+    )
     best = mine.sort_values("_rank").drop_duplicates(["city", "_ts"], keep="first")
-    return best.groupby("_ts")["temperature_celsius"].mean().sort_index().rename_axis(None).rename("temperature_celsius")
+    return (
+        best.groupby("_ts")["temperature_celsius"].mean().sort_index().rename_axis(None).rename("temperature_celsius")
+    )
 
 
 def latest_forecast(forecasts: pd.DataFrame, issued_before: datetime) -> pd.DataFrame:

@@ -77,9 +77,7 @@ def build_inputs(
     return built
 
 
-def forecast_series(
-    inputs: list[SeriesInputs], day: Date, issued_at: datetime, forecast_day: ForecastDay
-) -> pa.Table:
+def forecast_series(inputs: list[SeriesInputs], day: Date, issued_at: datetime, forecast_day: ForecastDay) -> pa.Table:
     """Forecast every series with `forecast_day` (`metrify.forecast.model`) and return the rows
     in `LOAD_FORECAST_SCHEMA`; logs each series that fell back and why."""
     frames: list[pd.DataFrame] = []
@@ -107,7 +105,9 @@ def forecast_series(
                 "; ".join(item.notes) or "the model declined (see the model's log lines above)",
             )
         else:
-            log.info("forecast %s %r for %s: model (%d quarter-hours of history)", m.kind, m.name, day, len(item.history))
+            log.info(
+                "forecast %s %r for %s: model (%d quarter-hours of history)", m.kind, m.name, day, len(item.history)
+            )
         frames.append(
             result.assign(
                 series_kind=m.kind, series=m.name, target_date=day, meters=len(m.meter_ids), issued_at=issued_at
@@ -130,9 +130,15 @@ def plot_path(root: ObjectStoragePath, day: Date) -> ObjectStoragePath:
 
 
 def _read(root: ObjectStoragePath, layer: str, dataset: str, time_column: str, since: pd.Timestamp) -> pd.DataFrame:
-    data = lake.dataset(root / layer / dataset)
-    if data is None:
+    """Rows of `layer/dataset` with `time_column >= since`, read from the files' own columns
+    (no partition columns: `raw/weather_forecast` repeats `source` as a partition key)."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    folder = root / layer / dataset
+    files = lake.list_files(folder)
+    if not files:
         return pd.DataFrame()
+    data = pads.dataset(files, filesystem=PyFileSystem(FSSpecHandler(folder.fs)), format="parquet")
     column = pads.field(time_column)
     return data.to_table(filter=column >= pa.scalar(since.to_pydatetime(), pa.timestamp("us", tz="UTC"))).to_pandas()
 
@@ -212,6 +218,7 @@ def write_plot(
         for members in series_members(registry, ("region",)):
             actual[members.name] = series_history(readings_since, members, end=end)
     path = plot_path(root, day)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a local lake needs the folder; an object store ignores it
     lake.put_bytes(render_plot(frame, actual, day), path)
     log.info("forecast plot for %s (forecast vs actual per region, last week): %s", day, path)
     return str(path)
@@ -238,7 +245,9 @@ def render_plot(forecast: pd.DataFrame, actual: dict[str, pd.Series], day: Date)
             ax.plot(ts, mine["p50_kwh"], label="forecast p50", drawstyle="steps-post")
             seen = actual.get(name)
             if seen is not None and not seen.empty:
-                ax.plot(seen.index.tz_convert(BUSINESS_TIMEZONE), seen.to_numpy(), label="actual", color="black", lw=0.8)
+                ax.plot(
+                    seen.index.tz_convert(BUSINESS_TIMEZONE), seen.to_numpy(), label="actual", color="black", lw=0.8
+                )
             ax.set_title(f"{name}: forecast for {day} and the week before, kWh per quarter-hour", fontsize=9)
             ax.legend(loc="upper left", fontsize=7)
         fig.tight_layout()

@@ -26,9 +26,7 @@ REGISTRY = pd.DataFrame(
 
 def _readings(meters: list[str], start: pd.Timestamp, end: pd.Timestamp, kwh: float = 0.25) -> pd.DataFrame:
     ends = pd.date_range(start + timedelta(minutes=15), end, freq="15min", tz="UTC")
-    return pd.DataFrame(
-        [{"meter_id": m, "reading_ts": ts, "consumption_kwh": kwh} for m in meters for ts in ends]
-    )
+    return pd.DataFrame([{"meter_id": m, "reading_ts": ts, "consumption_kwh": kwh} for m in meters for ts in ends])
 
 
 def test_registry_maps_meters_to_regions_and_control_areas() -> None:
@@ -50,7 +48,9 @@ def test_registry_without_a_grouping_column_is_a_clear_error() -> None:
         series_members(REGISTRY.drop(columns="grid_operator"), ("region",))
 
 
-@pytest.mark.parametrize(("day", "quarters"), [(date(2026, 3, 29), 92), (date(2026, 10, 25), 100), (date(2026, 11, 3), 96)])
+@pytest.mark.parametrize(
+    ("day", "quarters"), [(date(2026, 3, 29), 92), (date(2026, 10, 25), 100), (date(2026, 11, 3), 96)]
+)
 def test_history_sums_meters_per_quarter_hour_over_a_dst_day(day: date, quarters: int) -> None:
     start, end = local_day_bounds(day)
     sachsen = next(s for s in series_members(REGISTRY, ("region",)) if s.name == "Sachsen")
