@@ -109,3 +109,11 @@ def test_missing_weather_forecast_is_named_as_the_fallback_reason() -> None:
     temperature, notes = series_temperature(_observations(["München"], day, 3.0), forecasts, bayern, day, run_at)
     assert len(notes) == 1 and "no weather forecast" in notes[0] and "München" in notes[0]
     assert (temperature.index < local_day_bounds(day)[0]).all()
+
+
+def test_erasure_finds_no_meter_in_a_forecast_file() -> None:
+    """Forecasts are aggregates: the erasure scan passes over the `forecast/` layer's files."""
+    from metrify.contracts.forecast import LOAD_FORECAST_SCHEMA
+    from metrify.privacy.erasure import meter_rows
+
+    assert meter_rows(LOAD_FORECAST_SCHEMA.empty_table(), "m1") is None
