@@ -62,7 +62,10 @@ RETENTION_DEFAULTS = {
     "validated": 0,
     "anomalies": 365,
     "quality": 365,
+    "forecast": 365,
 }
+# Days of validated history the day-ahead load forecast reads per series (DAG `forecast_load`).
+FORECAST_HISTORY_DAYS = 56
 DBT_EXECUTION_MODES = ("local", "watcher")
 
 

@@ -22,6 +22,7 @@ EXPECTED_DAGS = {
     "release_quality_interval",
     "erase_meter",
     "apply_retention",
+    "forecast_load",
 }
 
 

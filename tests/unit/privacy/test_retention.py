@@ -104,6 +104,7 @@ def test_retention_defaults() -> None:
         "validated": 0,
         "anomalies": 365,
         "quality": 365,
+        "forecast": 365,  # aggregates without meter ids, and their plots
     }
     # raw outlives a longer late-data lookback by default; 0 keeps it forever
     assert load_settings({"METRIFY_LATE_LOOKBACK_DAYS": "120"}).retention_days["raw"] == 122
