@@ -29,6 +29,8 @@ from metrify.sources import NoDataError, PayloadError
 from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "dwd"
+#: `sources[].observation_type` of MOSMIX forecasts (the others: historical, current, synop).
+FORECAST_TYPE = "forecast"
 WEATHER_PATH = "/weather"
 #: How long after an hour ends Bright Sky may still lack DWD's observation for it.
 PUBLICATION_DELAY = timedelta(hours=2)
@@ -54,8 +56,11 @@ def _number(record: dict[str, Any], name: str, raw: bytes | str) -> float | None
     return float(value)
 
 
-def parse_weather(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
-    """Bright Sky `/weather` JSON -> records in contract units (°C, %, hPa, m/s, °, %, km)."""
+def parse_weather(raw: bytes | str, units: str = "si", forecasts: bool = False) -> list[dict[str, Any]]:
+    """Bright Sky `/weather` JSON -> records in contract units (°C, %, hPa, m/s, °, %, km).
+
+    Records of `forecast` sources (MOSMIX, answered for hours not observed yet) are left out
+    unless `forecasts` is set."""
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -81,6 +86,8 @@ def parse_weather(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
         else:  # dwd units
             wind = None if wind is None else wind / 3.6
         station = stations.get(record.get("source_id"), {})
+        if not forecasts and station.get("observation_type") == FORECAST_TYPE:
+            continue  # a MOSMIX forecast for an hour not observed yet: no observation
         records.append(
             {
                 "observed_at": observed.tz_convert("UTC").to_pydatetime(),
@@ -134,12 +141,10 @@ def fetch_hourly(
 # left out. The answer does not say which MOSMIX run the values come from: the caller attributes
 # them to the newest run available at poll time (`metrify.sources.weather_forecast.latest_run`).
 
-FORECAST_TYPE = "forecast"
-
 
 def parse_forecast(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
     """Bright Sky `/weather` JSON -> the records of its `forecast` sources (MOSMIX), in contract units."""
-    records = parse_weather(raw, units)
+    records = parse_weather(raw, units, forecasts=True)
     payload = json.loads(raw)
     types = {s.get("id"): s.get("observation_type") for s in payload.get("sources") or [] if isinstance(s, dict)}
     out = []

@@ -118,3 +118,8 @@ def test_malformed_city_is_quarantined_others_land_and_a_repoll_overwrites(clean
     again = _raw(lake_root, source)
     assert len(again) == len(first), "the re-poll replaced the run's file and kept München's earlier rows"
     assert set(again["city"]) == {c.name for c in CITIES}
+
+
+def test_observations_leave_the_mosmix_forecast_records_out() -> None:
+    (record,) = brightsky.parse_weather(fixture("weather/brightsky_forecast_mosmix_si.json"), units="si")
+    assert record["observed_at"] == datetime(2026, 11, 26, 16, tzinfo=UTC) and "Tempelhof" in record["station"]
