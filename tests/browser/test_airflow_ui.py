@@ -20,6 +20,7 @@ EXPECTED_DAGS = (
     "ingest_meter_readings",
     "ingest_grid_status",
     "ingest_weather",
+    "ingest_weather_forecast",
     "quality_meter_readings",
     "quality_sources",
     "release_quality_interval",

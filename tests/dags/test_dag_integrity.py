@@ -15,6 +15,7 @@ EXPECTED_DAGS = {
     "ingest_meter_readings",
     "ingest_grid_status",
     "ingest_weather",
+    "ingest_weather_forecast",
     "transform",
     "warehouse_daily",
     "quality_meter_readings",

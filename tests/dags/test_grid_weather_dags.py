@@ -41,6 +41,34 @@ def test_weather_dag_maps_one_task_per_source_hourly(dags) -> None:
     assert land.op_kwargs_expand_input.value["source"] == ["dwd", "openweathermap"]
 
 
+def test_weather_forecast_dag_polls_each_source_after_each_mosmix_run_is_out(dags) -> None:
+    from metrify.sources.weather_forecast import AVAILABLE_AFTER, ISSUE_HOURS
+
+    dag = dags["ingest_weather_forecast"]
+    day = pendulum.datetime(2026, 11, 22, tz="UTC")
+    ends = []
+    info = dag.timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_restriction(day))
+    for _ in range(4):
+        ends.append(info.data_interval.end)
+        info = dag.timetable.next_dagrun_info(
+            last_automated_data_interval=info.data_interval, restriction=_restriction(day)
+        )
+    assert sorted(e.hour for e in ends) == sorted((h + AVAILABLE_AFTER.seconds // 3600) % 24 for h in ISSUE_HOURS)
+    land = dag.get_task("land_forecast")
+    assert [a.uri for a in land.outlets] == ["metrify://lake/raw/weather_forecast"]
+    assert land.op_kwargs_expand_input.value["source"] == ["dwd", "openweathermap"]
+    assert set(dag.params.keys()) == {"as_of"} and "On failure" in dag.doc_md
+    assert "quarantine/weather_forecast/" in dag.doc_md and "runbook.md" in dag.doc_md.lower()
+    for task in dag.tasks:
+        assert task.owner == "metrify-data-eng" and task.retries >= 1 and task.execution_timeout
+
+
+def _restriction(day):
+    from airflow.timetables.base import TimeRestriction
+
+    return TimeRestriction(earliest=day, latest=None, catchup=True)
+
+
 @pytest.mark.parametrize("dag_id", ["ingest_grid_status", "ingest_weather"])
 def test_on_call_basics(dags, dag_id: str) -> None:
     dag = dags[dag_id]

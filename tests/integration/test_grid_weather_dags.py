@@ -148,3 +148,61 @@ def test_scheduled_grid_runs_fetch_late_quarter_hours_into_the_same_files(tmp_pa
     assert len(repolled) == 4 * 7 and all(second[f] > first[f] for f in repolled)
     frame = lake.read_table(root / "raw" / grid.DATASET).to_pandas()
     assert len(frame) == 4 * 12 and not frame.duplicated(["operator_name", "reading_ts"]).any()
+
+
+def test_forecast_dag_lands_tomorrows_weather_per_source_and_quarantines_a_drifted_city(tmp_path, monkeypatch) -> None:
+    """`ingest_weather_forecast` as `metrify run` runs it: as of the window's end, the fakes' clock
+    there. OpenWeatherMap's answer for München drifts: that mapped task fails naming city and
+    connection after landing the other cities; DWD's task lands every city and emits its asset event."""
+    from metrify.contracts.forecast import WEATHER_FORECAST_DATASET
+    from metrify.contracts.geography import CITY_BY_NAME
+    from metrify.sources.weather_forecast import latest_run
+
+    monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "metrify"))
+    monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
+    monkeypatch.setenv("METRIFY_TASK_RETRIES", "0")
+    monkeypatch.setenv("METRIFY_WEATHER_CITIES", "Berlin,München,Köln")
+    settings = load_settings()
+    as_of = DAY + timedelta(hours=23)
+    stack = start_fakes(
+        seed=42, now=lambda: as_of, client_extra={"backoff_base": 0.05, "backoff_max": 0.2, "attempts": 2}
+    )
+    try:
+        stack["openweathermap"].inject("malformed", times=None, match=f"lat={CITY_BY_NAME['München'].lat:.4f}")
+        airflow_env.ensure_db(settings)
+        run = airflow_env.airflow(
+            "dags",
+            "test",
+            "ingest_weather_forecast",
+            "-c",
+            json.dumps({"as_of": as_of.isoformat()}),
+            settings=settings,
+            check=False,
+            capture=True,
+            extra_connections=stack.connections,
+        )
+    finally:
+        stack.stop()
+    output = run.stdout + run.stderr
+    tail = output[-5000:]
+    root = lake.lake_root(settings)
+    issued = latest_run(as_of)
+    dwd = lake.read_table(root / "raw" / WEATHER_FORECAST_DATASET / "source=dwd").to_pandas()
+    owm = lake.read_table(root / "raw" / WEATHER_FORECAST_DATASET / "source=openweathermap").to_pandas()
+    tomorrow = DAY + timedelta(days=1)
+    assert set(dwd["city"]) == {"Berlin", "München", "Köln"}, tail
+    assert set(owm["city"]) == {"Berlin", "Köln"}, tail
+    for frame in (dwd, owm):
+        assert set(frame["issued_at"]) == {issued}
+        assert frame["valid_at"].min() <= tomorrow and frame["valid_at"].max() >= tomorrow + timedelta(days=1)
+    assert "München" in output and "quarantined at" in output and "connection 'openweathermap_api'" in output, tail
+    with sqlite3.connect(settings.airflow_home / "airflow.db") as db:
+        states = dict(
+            db.execute("select rendered_map_index, state from task_instance where task_id = 'land_forecast'").fetchall()
+        )
+        events = db.execute(
+            "select count(*) from asset_event e join asset a on a.id = e.asset_id "
+            "where a.uri = 'metrify://lake/raw/weather_forecast'"
+        ).fetchone()[0]
+    assert states == {"dwd": "success", "openweathermap": "failed"}, tail
+    assert events == 1

@@ -29,6 +29,8 @@ from metrify.sources import NoDataError, PayloadError
 from metrify.sources.http import ClientError, HttpClient, describe
 
 SOURCE = "dwd"
+#: `sources[].observation_type` of MOSMIX forecasts (the others: historical, current, synop).
+FORECAST_TYPE = "forecast"
 WEATHER_PATH = "/weather"
 #: How long after an hour ends Bright Sky may still lack DWD's observation for it.
 PUBLICATION_DELAY = timedelta(hours=2)
@@ -54,8 +56,11 @@ def _number(record: dict[str, Any], name: str, raw: bytes | str) -> float | None
     return float(value)
 
 
-def parse_weather(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
-    """Bright Sky `/weather` JSON -> records in contract units (°C, %, hPa, m/s, °, %, km)."""
+def parse_weather(raw: bytes | str, units: str = "si", forecasts: bool = False) -> list[dict[str, Any]]:
+    """Bright Sky `/weather` JSON -> records in contract units (°C, %, hPa, m/s, °, %, km).
+
+    Records of `forecast` sources (MOSMIX, answered for hours not observed yet) are left out
+    unless `forecasts` is set."""
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -81,6 +86,8 @@ def parse_weather(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
         else:  # dwd units
             wind = None if wind is None else wind / 3.6
         station = stations.get(record.get("source_id"), {})
+        if not forecasts and station.get("observation_type") == FORECAST_TYPE:
+            continue  # a MOSMIX forecast for an hour not observed yet: no observation
         records.append(
             {
                 "observed_at": observed.tz_convert("UTC").to_pydatetime(),
@@ -123,3 +130,57 @@ def fetch_hourly(
         raise
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     return [r for r in records if lo <= pd.Timestamp(r["observed_at"]) < hi]
+
+
+# --- forecasts (DWD MOSMIX) ---------------------------------------------------------------------
+#
+# Bright Sky serves DWD's MOSMIX forecasts through the same `/weather` endpoint for future
+# timestamps: the records come from sources with `observation_type: "forecast"` (MOSMIX stations,
+# keyed by their WMO id), hourly, up to 10 days ahead. Records of other sources in the same
+# answer (`current`, `synop`, `historical`: the hours already observed) are not forecasts and are
+# left out. The answer does not say which MOSMIX run the values come from: the caller attributes
+# them to the newest run available at poll time (`metrify.sources.weather_forecast.latest_run`).
+
+
+def parse_forecast(raw: bytes | str, units: str = "si") -> list[dict[str, Any]]:
+    """Bright Sky `/weather` JSON -> the records of its `forecast` sources (MOSMIX), in contract units."""
+    records = parse_weather(raw, units, forecasts=True)
+    payload = json.loads(raw)
+    types = {s.get("id"): s.get("observation_type") for s in payload.get("sources") or [] if isinstance(s, dict)}
+    out = []
+    for record, item in zip(records, payload["weather"], strict=True):
+        source_id = item.get("source_id")
+        if source_id not in types:
+            raise PayloadError(
+                SOURCE, f"weather record at {item.get('timestamp')} names unknown source_id {source_id!r}", raw
+            )
+        if types[source_id] == FORECAST_TYPE:
+            out.append({**record, "valid_at": record.pop("observed_at")})
+    return out
+
+
+def fetch_forecast(
+    client: HttpClient, lat: float, lon: float, start: datetime, end: datetime, units: str = "si"
+) -> list[dict[str, Any]]:
+    """MOSMIX forecast records valid in [start, end) for the MOSMIX station nearest to lat/lon."""
+    params = {
+        "lat": f"{lat:.4f}",
+        "lon": f"{lon:.4f}",
+        "date": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        "last_date": (end - timedelta(hours=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        "units": units,
+        "tz": "Etc/UTC",
+    }
+    try:
+        response = client.get(WEATHER_PATH, params=params)
+    except ClientError as exc:
+        if exc.status == 404:
+            raise NoDataError(f"Bright Sky has no DWD source near {lat},{lon}: {exc.body}") from None
+        raise
+    try:
+        records = parse_forecast(response.content, units)
+    except PayloadError as exc:
+        exc.request = describe(client.endpoint, WEATHER_PATH, params)
+        raise
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    return [r for r in records if lo <= pd.Timestamp(r["valid_at"]) < hi]

@@ -167,3 +167,57 @@ def fetch_at(client: HttpClient, lat: float, lon: float, when: datetime) -> dict
     except PayloadError as exc:
         exc.request = describe(client.endpoint, TIMEMACHINE_PATH, {**params, "appid": "", "units": "metric"})
         raise
+
+
+# --- forecasts (`/data/2.5/forecast`, 5 day / 3 hour) -------------------------------------------
+#
+# https://openweathermap.org/forecast5: `{"cod": "200", "message": 0, "cnt": 40, "list": [{"dt",
+# "main": {"temp", "feels_like", "temp_min", "temp_max", "pressure", "sea_level", "grnd_level",
+# "humidity", "temp_kf"}, "weather": [...], "clouds": {"all"}, "wind": {"speed", "deg", "gust"},
+# "visibility", "pop", "sys": {"pod"}, "dt_txt"}, ...], "city": {"id", "name", "coord", "country",
+# "population", "timezone", "sunrise", "sunset"}}`: 40 steps of 3 h from the next step on. The
+# answer does not say when the forecast was computed; the caller attributes it to the newest run
+# available at poll time, like DWD's.
+
+FORECAST_PATH = "/data/2.5/forecast"
+
+
+def parse_forecast(raw: bytes | str) -> list[dict[str, Any]]:
+    """`/data/2.5/forecast` (units=metric) -> one record per `list` entry, in contract units."""
+    p = _load(raw)
+    if not isinstance(p, dict):
+        raise PayloadError(SOURCE, "expected a JSON object", raw)
+    _check_cod(p, raw)
+    steps = p.get("list")
+    if not isinstance(steps, list):
+        raise PayloadError(SOURCE, "missing 'list' of forecast steps (schema drift?)", raw)
+    records = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise PayloadError(SOURCE, f"list[{i}] is not an object", raw)
+        where = f"list[{i}]."
+        dt = _num(step, "dt", where, raw)
+        main, wind, clouds = step.get("main"), step.get("wind"), step.get("clouds")
+        records.append(
+            {
+                "valid_at": datetime.fromtimestamp(dt, UTC) if dt is not None else None,
+                "temperature_celsius": _num(main, "temp", where + "main.", raw),
+                "humidity_percent": _num(main, "humidity", where + "main.", raw),
+                "wind_speed_ms": _num(wind, "speed", where + "wind.", raw),
+                "cloud_cover_percent": _num(clouds, "all", where + "clouds.", raw),
+            }
+        )
+        if records[-1]["valid_at"] is None:
+            raise PayloadError(SOURCE, f"{where}dt is null", raw)
+    return records
+
+
+def fetch_forecast(client: HttpClient, lat: float, lon: float) -> list[dict[str, Any]]:
+    """The current 5 day / 3 hour forecast for lat/lon."""
+    params = {"lat": f"{lat:.4f}", "lon": f"{lon:.4f}"}
+    raw = _get(client, FORECAST_PATH, params)
+    try:
+        return parse_forecast(raw)
+    except PayloadError as exc:
+        exc.request = describe(client.endpoint, FORECAST_PATH, {**params, "appid": "", "units": "metric"})
+        raise

@@ -116,3 +116,14 @@ def weather_source_task(
         )
     except weather.NotAvailable as exc:
         raise AirflowSkipException(str(exc)) from None
+
+
+def weather_forecast_task(source: str, data_interval_end: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Land the newest forecast run of `source` available at the run's end (or the `as_of` param)."""
+    from metrify.sources import weather_forecast
+
+    as_of = (params or {}).get("as_of") or data_interval_end
+    if as_of is None:
+        raise ValueError("no data interval: trigger with a data interval or pass as_of (ISO 8601, UTC)")
+    root = lake.lake_root(load_settings())
+    return weather_forecast.ingest_forecast(source, _utc(as_of), Endpoint.from_airflow(conn_id(source)), root)

@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from metrify.contracts.geography import CITIES
+from metrify.sources.weather_forecast import latest_run
 from metrify_dev.fakes import models
 from metrify_dev.processes import read_published, spawn_until_published, terminate
 
@@ -492,9 +493,14 @@ class BrightSkyApi(FakeApi):
         distance = ((city.lat - lat) ** 2 + (city.lon - lon) ** 2) ** 0.5 * 111_000
         if distance > float(p.get("max_dist", 50000)):
             return _json(404, {"title": "404 Not Found", "description": "No sources match your criteria"})
-        hours = pd.date_range(start.ceil("h"), last, freq="h")
+        requested = pd.date_range(start.ceil("h"), last, freq="h")
         now = self.published_until(req)
-        hours = hours[hours <= now]  # nothing published yet: an empty `weather` list, as Bright Sky answers
+        hours = requested[requested <= now]  # nothing published yet: an empty `weather` list, as Bright Sky answers
+        # future hours: the newest MOSMIX run's forecast, from a `forecast` source (MOSMIX station)
+        clock = pd.Timestamp(self.world.now()).tz_convert("UTC")
+        ahead = requested[requested > clock]
+        issued = latest_run(clock.to_pydatetime())
+        ahead = ahead[ahead < pd.Timestamp(issued) + pd.Timedelta(hours=models.FORECAST_RUN_HOURS)]
         w = models.weather(hours, city.lat, self.world.seed) if len(hours) else pd.DataFrame()
         si = p.get("units", "dwd") == "si"
         source_id = 10000 + index
@@ -539,6 +545,49 @@ class BrightSkyApi(FakeApi):
                 "distance": round(distance, 0),
             }
         ]
+        if len(ahead):
+            f = models.forecast(ahead, city.lat, self.world.seed, issued)
+            mosmix_id = 20000 + index
+            for ts, row in f.iterrows():
+                temp = row["temperature_celsius"]
+                records.append(
+                    {
+                        "timestamp": ts.isoformat(),
+                        "source_id": mosmix_id,
+                        "precipitation": 0.0,
+                        "pressure_msl": round(row["pressure_hpa"] * 100, 0) if si else row["pressure_hpa"],
+                        "sunshine": None,
+                        "temperature": round(temp + 273.15, 2) if si else temp,
+                        "wind_direction": int(row["wind_direction_degrees"]),
+                        "wind_speed": row["wind_speed_ms"] if si else round(row["wind_speed_ms"] * 3.6, 1),
+                        "cloud_cover": int(row["cloud_cover_percent"]),
+                        "dew_point": None,
+                        "relative_humidity": row["humidity_percent"],
+                        "visibility": None,
+                        "wind_gust_direction": None,
+                        "wind_gust_speed": None,
+                        "condition": "dry",
+                        "precipitation_probability": 10,
+                        "precipitation_probability_6h": None,
+                        "solar": None,
+                        "icon": "cloudy" if row["cloud_cover_percent"] > 70 else "partly-cloudy-day",
+                    }
+                )
+            sources.append(
+                {
+                    "id": mosmix_id,
+                    "dwd_station_id": f"{index + 1:05d}",
+                    "observation_type": "forecast",
+                    "lat": city.lat,
+                    "lon": city.lon,
+                    "height": 50.0,
+                    "station_name": city.name.upper(),
+                    "wmo_station_id": f"{10000 + index}",
+                    "first_record": pd.Timestamp(issued).isoformat(),
+                    "last_record": ahead[-1].isoformat(),
+                    "distance": round(distance, 0),
+                }
+            )
         return _json(200, {"weather": records, "sources": sources})
 
     def malformed(self, req: Request) -> Response:
@@ -584,7 +633,7 @@ class OpenWeatherMapApi(FakeApi):
 
     def handle(self, req: Request) -> Response:
         p = req.params
-        if req.path not in ("/data/2.5/weather", "/data/3.0/onecall/timemachine"):
+        if req.path not in ("/data/2.5/weather", "/data/3.0/onecall/timemachine", "/data/2.5/forecast"):
             return _json(404, {"cod": "404", "message": "Internal error"})
         if not self.secret or p.get("appid") != self.secret:
             return self.unauthorized()
@@ -596,6 +645,8 @@ class OpenWeatherMapApi(FakeApi):
             return _json(400, {"cod": "400", "message": "wrong latitude"})
         units = p.get("units", "standard")
         index, city = nearest_city(lat, lon)
+        if req.path == "/data/2.5/forecast":
+            return _json(200, self._forecast(lat, lon, index, city, units))
         if req.path == "/data/2.5/weather":
             when = pd.Timestamp(self.world.now()).floor("min")
         else:
@@ -672,10 +723,61 @@ class OpenWeatherMapApi(FakeApi):
             },
         )
 
+    def _forecast(self, lat: float, lon: float, index: int, city: Any, units: str) -> dict[str, Any]:
+        """`/data/2.5/forecast`: 40 steps of 3 h from the next step on, from the newest run."""
+        clock = pd.Timestamp(self.world.now()).tz_convert("UTC")
+        issued = latest_run(clock.to_pydatetime())
+        steps = pd.date_range(clock.floor("3h") + pd.Timedelta(hours=3), periods=40, freq="3h")
+        f = models.forecast(steps, city.lat, self.world.seed, issued)
+        items = []
+        for ts, row in f.iterrows():
+            c = self._convert(row, units)
+            items.append(
+                {
+                    "dt": int(ts.timestamp()),
+                    "main": {
+                        "temp": c["temp"],
+                        "feels_like": c["temp"],
+                        "temp_min": c["temp"],
+                        "temp_max": c["temp"],
+                        "pressure": int(round(row["pressure_hpa"])),
+                        "sea_level": int(round(row["pressure_hpa"])),
+                        "grnd_level": int(round(row["pressure_hpa"])),
+                        "humidity": row["humidity_percent"],
+                        "temp_kf": 0,
+                    },
+                    "weather": [{"id": 803, "main": "Clouds", "description": "broken clouds", "icon": "04d"}],
+                    "clouds": {"all": int(row["cloud_cover_percent"])},
+                    "wind": {"speed": c["wind"], "deg": int(row["wind_direction_degrees"]), "gust": c["wind"]},
+                    "visibility": 10000,
+                    "pop": 0.1,
+                    "sys": {"pod": "d" if 6 <= ts.hour < 18 else "n"},
+                    "dt_txt": ts.strftime("%Y-%m-%d %H:%M:%S"),
+                }
+            )
+        return {
+            "cod": "200",
+            "message": 0,
+            "cnt": len(items),
+            "list": items,
+            "city": {
+                "id": 2800000 + index,
+                "name": city.name,
+                "coord": {"lat": lat, "lon": lon},
+                "country": "DE",
+                "population": city.population,
+                "timezone": 3600,
+                "sunrise": int(clock.normalize().timestamp()) + 7 * 3600,
+                "sunset": int(clock.normalize().timestamp()) + 16 * 3600,
+            },
+        }
+
     def malformed(self, req: Request) -> Response:
         status, headers, body = self.handle(req)
         payload = json.loads(body)
-        if "main" in payload:  # schema drift: temperature moved and retyped
+        if payload.get("list"):  # schema drift: the forecast's temperature moved
+            payload["list"][0]["main"].pop("temp", None)
+        elif "main" in payload:  # schema drift: temperature moved and retyped
             payload["main"]["temp"] = str(payload["main"]["temp"])
         elif payload.get("data"):
             payload["data"][0].pop("temp", None)

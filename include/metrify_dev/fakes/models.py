@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metrify.contracts.geography import CITIES, City
-from metrify_dev.simulator import ambient_weather, grid_frequency, profile_kw, solar_factor
+from metrify_dev.simulator import ambient_weather, forecast_weather, grid_frequency, profile_kw, solar_factor
 
 #: Yearly consumption per control area (TWh), roughly the areas' share of German demand.
 YEARLY_TWH = {"TenneT": 140.0, "50Hertz": 100.0, "Amprion": 170.0, "TransnetBW": 75.0}
@@ -122,3 +122,20 @@ def frequency_hz(starts: pd.DatetimeIndex, seed: int, anchor: datetime | None = 
         for i in positions:
             values[i] = lookup[starts[i]]
     return np.round(values, 4)
+
+
+#: How far ahead one forecast run reaches (MOSMIX-L: 240 h); the fakes draw every run over it.
+FORECAST_RUN_HOURS = 240
+
+
+def forecast(ts_utc: pd.DatetimeIndex, lat: float, seed: int, issued_at: datetime) -> pd.DataFrame:
+    """What the run issued at `issued_at` forecasts for `ts_utc` (hours within the run's reach).
+
+    `simulator.forecast_weather` draws its hourly error along the index it is given, so the fakes
+    always draw the whole run, the hours [issued_at, issued_at + FORECAST_RUN_HOURS), and pick
+    `ts_utc` from it: every request for the same run answers the same values.
+    """
+    issued = pd.Timestamp(issued_at).tz_convert("UTC").floor("h")
+    run = pd.date_range(issued, periods=FORECAST_RUN_HOURS, freq="h")
+    frame = forecast_weather(run, lat, seed, issued.to_pydatetime())
+    return frame.reindex(ts_utc)
