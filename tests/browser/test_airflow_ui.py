@@ -17,6 +17,7 @@ from tests.airflow_stack import api
 EXPECTED_DAGS = (
     "apply_retention",
     "erase_meter",
+    "forecast_load",
     "ingest_meter_readings",
     "ingest_grid_status",
     "ingest_weather",

@@ -23,9 +23,11 @@ SHARED = ("metrify.assets", "metrify.oncall.defaults", "metrify.contracts")
 FAMILY = {
     "apply_retention.py": "metrify.privacy",
     "erase_meter.py": "metrify.privacy",
+    "forecast_load.py": "metrify.forecast",
     "ingest_meter_readings.py": "metrify.ingest",
     "ingest_grid_status.py": "metrify.sources",
     "ingest_weather.py": "metrify.sources",
+    "ingest_weather_forecast.py": "metrify.sources",
     "quality_meter_readings.py": "metrify.quality",
     "quality_sources.py": "metrify.quality",
     "release_quality_interval.py": "metrify.quality",
