@@ -20,6 +20,7 @@ failure.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,6 +109,21 @@ def fetch_hourly(
     client: HttpClient, lat: float, lon: float, start: datetime, end: datetime, units: str = "si"
 ) -> list[dict[str, Any]]:
     """Hourly records with timestamps in [start, end) for the DWD station nearest to lat/lon."""
+    records = _get_weather(client, lat, lon, start, end, units, parse_weather)
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    return [r for r in records if lo <= pd.Timestamp(r["observed_at"]) < hi]
+
+
+def _get_weather(
+    client: HttpClient,
+    lat: float,
+    lon: float,
+    start: datetime,
+    end: datetime,
+    units: str,
+    parse: Callable[[bytes, str], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """GET `/weather` for the hours in [start, end) near lat/lon and parse the answer with `parse`."""
     last = end - timedelta(hours=1)
     params = {
         "lat": f"{lat:.4f}",
@@ -124,12 +140,10 @@ def fetch_hourly(
             raise NoDataError(f"Bright Sky has no DWD source near {lat},{lon}: {exc.body}") from None
         raise
     try:
-        records = parse_weather(response.content, units)
+        return parse(response.content, units)
     except PayloadError as exc:
         exc.request = describe(client.endpoint, WEATHER_PATH, params)
         raise
-    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-    return [r for r in records if lo <= pd.Timestamp(r["observed_at"]) < hi]
 
 
 # --- forecasts (DWD MOSMIX) ---------------------------------------------------------------------
@@ -163,24 +177,6 @@ def fetch_forecast(
     client: HttpClient, lat: float, lon: float, start: datetime, end: datetime, units: str = "si"
 ) -> list[dict[str, Any]]:
     """MOSMIX forecast records valid in [start, end) for the MOSMIX station nearest to lat/lon."""
-    params = {
-        "lat": f"{lat:.4f}",
-        "lon": f"{lon:.4f}",
-        "date": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-        "last_date": (end - timedelta(hours=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-        "units": units,
-        "tz": "Etc/UTC",
-    }
-    try:
-        response = client.get(WEATHER_PATH, params=params)
-    except ClientError as exc:
-        if exc.status == 404:
-            raise NoDataError(f"Bright Sky has no DWD source near {lat},{lon}: {exc.body}") from None
-        raise
-    try:
-        records = parse_forecast(response.content, units)
-    except PayloadError as exc:
-        exc.request = describe(client.endpoint, WEATHER_PATH, params)
-        raise
+    records = _get_weather(client, lat, lon, start, end, units, parse_forecast)
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     return [r for r in records if lo <= pd.Timestamp(r["valid_at"]) < hi]
