@@ -60,6 +60,7 @@ HEATING_DEGREE_DAYS = 2300.0
 ANOMALY_MEMORY_DAYS = 10
 ANOMALY_DECAY = 0.75
 ANOMALY_TYPES = METER_ANOMALY_TYPES  # every kind the detectors know is injected
+MAX_LOAD_DROP_V = 10.0  # largest voltage drop (V) a meter's own load causes
 POISON_KINDS = ("not_json", "missing_field", "wrong_type", "impossible_value")
 
 
@@ -348,9 +349,10 @@ def simulate(options: SimulationOptions) -> Simulation:
 
     frequency = grid_frequency(starts, options.seed)[None, :] + rng.normal(0, 0.002, (n_meters, n_ts))
     power_kw = np.maximum(consumption, export) * 4
-    voltage = (
-        230.5 + registry["voltage_offset"].to_numpy()[:, None] - 0.4 * power_kw + rng.normal(0, 1.0, (n_meters, n_ts))
-    )
+    # the drop under load is capped (MAX_LOAD_DROP_V): a healthy connection stays within EN 50160's
+    # +-10 % even for a heat pump or a large commercial meter at its peak
+    drop = np.minimum(0.4 * power_kw, MAX_LOAD_DROP_V)
+    voltage = 230.5 + registry["voltage_offset"].to_numpy()[:, None] - drop + rng.normal(0, 1.0, (n_meters, n_ts))
     power_factor = np.clip(
         registry["power_factor"].to_numpy()[:, None] + rng.normal(0, 0.004, (n_meters, n_ts)), 0.5, 1.0
     )

@@ -35,6 +35,10 @@ def test_quality_dag_gates_each_hour_and_detects_anomalies(metrify_home) -> None
     for hour in (5, 6):
         start, end = gate.interval_bounds("2026-11-16", hour)
         hours[hour] = frame[(frame["reading_ts"] >= start) & (frame["reading_ts"] < end)].reset_index(drop=True)
+    good = hours[5]
+    # hour 05 is the good hour: drop the simulator's own negative readings there (its anomaly
+    # injection lands some in any hour), so only the deliberate fault below blocks an hour
+    hours[5] = good[good["consumption_kwh"] >= 0].reset_index(drop=True)
     broken = hours[6]
     rows = np.random.default_rng(1).choice(len(broken), 25, replace=False)
     broken.loc[rows, "consumption_kwh"] = -0.25  # 5 % impossible imports: a firmware fault, block it
