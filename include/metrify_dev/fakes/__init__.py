@@ -504,32 +504,19 @@ class BrightSkyApi(FakeApi):
         w = models.weather(hours, city.lat, self.world.seed) if len(hours) else pd.DataFrame()
         si = p.get("units", "dwd") == "si"
         source_id = 10000 + index
-        records = []
-        for ts, row in w.iterrows():
-            temp = row["temperature_celsius"]
-            records.append(
-                {
-                    "timestamp": ts.isoformat(),
-                    "source_id": source_id,
-                    "precipitation": 0.0,
-                    "pressure_msl": round(row["pressure_hpa"] * 100, 0) if si else row["pressure_hpa"],
-                    "sunshine": 0.0,
-                    "temperature": round(temp + 273.15, 2) if si else temp,
-                    "wind_direction": int(row["wind_direction_degrees"]),
-                    "wind_speed": row["wind_speed_ms"] if si else round(row["wind_speed_ms"] * 3.6, 1),
-                    "cloud_cover": int(row["cloud_cover_percent"]),
-                    "dew_point": None,
-                    "relative_humidity": int(round(row["humidity_percent"])),
-                    "visibility": int(row["visibility_m"]),
-                    "wind_gust_direction": None,
-                    "wind_gust_speed": None,
-                    "condition": "dry",
-                    "precipitation_probability": None,
-                    "precipitation_probability_6h": None,
-                    "solar": None,
-                    "icon": "cloudy" if row["cloud_cover_percent"] > 70 else "partly-cloudy-day",
-                }
+        records = [
+            _brightsky_record(
+                ts,
+                row,
+                source_id,
+                si,
+                sunshine=0.0,
+                relative_humidity=int(round(row["humidity_percent"])),
+                visibility=int(row["visibility_m"]),
+                precipitation_probability=None,
             )
+            for ts, row in w.iterrows()
+        ]
         sources = [
             {
                 "id": source_id,
@@ -548,31 +535,19 @@ class BrightSkyApi(FakeApi):
         if len(ahead):
             f = models.forecast(ahead, city.lat, self.world.seed, issued)
             mosmix_id = 20000 + index
-            for ts, row in f.iterrows():
-                temp = row["temperature_celsius"]
-                records.append(
-                    {
-                        "timestamp": ts.isoformat(),
-                        "source_id": mosmix_id,
-                        "precipitation": 0.0,
-                        "pressure_msl": round(row["pressure_hpa"] * 100, 0) if si else row["pressure_hpa"],
-                        "sunshine": None,
-                        "temperature": round(temp + 273.15, 2) if si else temp,
-                        "wind_direction": int(row["wind_direction_degrees"]),
-                        "wind_speed": row["wind_speed_ms"] if si else round(row["wind_speed_ms"] * 3.6, 1),
-                        "cloud_cover": int(row["cloud_cover_percent"]),
-                        "dew_point": None,
-                        "relative_humidity": row["humidity_percent"],
-                        "visibility": None,
-                        "wind_gust_direction": None,
-                        "wind_gust_speed": None,
-                        "condition": "dry",
-                        "precipitation_probability": 10,
-                        "precipitation_probability_6h": None,
-                        "solar": None,
-                        "icon": "cloudy" if row["cloud_cover_percent"] > 70 else "partly-cloudy-day",
-                    }
+            records += [
+                _brightsky_record(
+                    ts,
+                    row,
+                    mosmix_id,
+                    si,
+                    sunshine=None,
+                    relative_humidity=row["humidity_percent"],
+                    visibility=None,
+                    precipitation_probability=10,
                 )
+                for ts, row in f.iterrows()
+            ]
             sources.append(
                 {
                     "id": mosmix_id,
@@ -985,3 +960,30 @@ def down(home: Path, timeout: float = 10.0) -> bool:
     terminate(info["pid"], timeout)
     state_file(home).unlink(missing_ok=True)
     return True
+
+
+def _brightsky_record(ts: pd.Timestamp, row: pd.Series, source_id: int, si: bool, **fields: Any) -> dict[str, Any]:
+    """One Bright Sky `/weather` record from a model row (SI or DWD units); `fields` are what
+    observations and MOSMIX forecasts report differently."""
+    temp = row["temperature_celsius"]
+    return {
+        "timestamp": ts.isoformat(),
+        "source_id": source_id,
+        "precipitation": 0.0,
+        "pressure_msl": round(row["pressure_hpa"] * 100, 0) if si else row["pressure_hpa"],
+        "sunshine": fields["sunshine"],
+        "temperature": round(temp + 273.15, 2) if si else temp,
+        "wind_direction": int(row["wind_direction_degrees"]),
+        "wind_speed": row["wind_speed_ms"] if si else round(row["wind_speed_ms"] * 3.6, 1),
+        "cloud_cover": int(row["cloud_cover_percent"]),
+        "dew_point": None,
+        "relative_humidity": fields["relative_humidity"],
+        "visibility": fields["visibility"],
+        "wind_gust_direction": None,
+        "wind_gust_speed": None,
+        "condition": "dry",
+        "precipitation_probability": fields["precipitation_probability"],
+        "precipitation_probability_6h": None,
+        "solar": None,
+        "icon": "cloudy" if row["cloud_cover_percent"] > 70 else "partly-cloudy-day",
+    }
