@@ -38,6 +38,12 @@ def connections(settings: Settings) -> dict[str, dict[str, Any]]:
     return conns
 
 
+# SQLite's own default is to give up on a locked database after 5 s; on a loaded machine a
+# scheduler's transaction can hold the lock longer than that while `airflow backfill create` or
+# `dags unpause` writes beside it (`database is locked`). Read by every local Airflow process.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+
+
 def duckdb_connection(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """The connection Cosmos's DuckDB profile mapping reads: the local warehouse file."""
     settings = settings or load_settings()
@@ -62,6 +68,7 @@ def environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",

@@ -62,3 +62,41 @@ def test_the_first_migration_writes_the_template(
     ensure_db(load_settings())
     assert [c[:2] for c in calls] == [("db", "migrate"), ("pools", "set")]
     assert template.read_bytes() == b"freshly migrated"
+
+
+WRITE_THROUGH_AIRFLOW = """
+from airflow import settings
+from sqlalchemy import text
+settings.configure_orm()
+print("ready", flush=True)
+with settings.engine.begin() as connection:
+    connection.execute(text("CREATE TABLE written_while_locked (x int)"))
+"""
+
+
+def test_local_airflow_waits_out_a_lock_longer_than_sqlites_default(metrify_home: Path, tmp_path: Path) -> None:
+    """A scheduler's transaction can hold the metadata database for more than SQLite's default 5 s
+    on a loaded machine; `airflow backfill create` beside it then failed with `database is locked`."""
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    database = tmp_path / "airflow.db"
+    env = {**airflow_env.environment(load_settings()), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}"}
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")  # as Airflow leaves its database
+    holder.execute("BEGIN IMMEDIATE")  # the write lock a scheduler's transaction holds
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITE_THROUGH_AIRFLOW],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    time.sleep(7)  # longer than SQLite's default busy timeout
+    holder.execute("ROLLBACK")
+    _, errors = child.communicate(timeout=120)
+    assert child.returncode == 0, errors[-2000:]
+    assert holder.execute("SELECT count(*) FROM written_while_locked").fetchone() == (0,)
