@@ -28,9 +28,9 @@ Missing inputs count as neutral (T = 15 °C, v = 0, cloud cover 50 %).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 log = logging.getLogger(__name__)
+
+Records = TypeVar("Records")  # what one city's fetch returns
 
 HOUR = timedelta(hours=1)
 LIVE_WINDOW = timedelta(minutes=90)  # an interval ending this recently is polled with "current weather"
@@ -123,6 +125,34 @@ def _fetch_city(
     return out
 
 
+def poll_cities(
+    cities: Sequence[City],
+    fetch: Callable[[City], Records],
+    quarantine_payload: Callable[[City, PayloadError], Any],
+    failures: list[str],
+) -> Iterator[tuple[City, Records]]:
+    """Each city's answer, one city at a time: a malformed payload is quarantined (its path goes
+    into `failures`), a city without data or with an HTTP error is noted in `failures`, and the
+    others go on; an auth error stops the poll (no point asking for the other cities)."""
+    for city in cities:
+        try:
+            records = fetch(city)
+        except PayloadError as exc:
+            failures.append(f"{city.name}: {exc.reason} (quarantined at {quarantine_payload(city, exc)})")
+            continue
+        except AuthError:
+            raise
+        except (NoDataError, HttpError) as exc:
+            failures.append(f"{city.name}: {exc}")
+            continue
+        yield city, records
+
+
+def city_columns(city: City) -> dict[str, str]:
+    """The place columns every weather row carries."""
+    return {"city": city.name, "region": city.region, "grid_operator": city.tso}
+
+
 def with_landed_rows(table: pa.Table, path: ObjectStoragePath, cities: Sequence[str]) -> pa.Table:
     """Add the rows an earlier run landed in `path` for `cities` (which have no fresh record this
     time): a re-poll never drops a city's hour it cannot replace."""
@@ -162,25 +192,18 @@ def ingest_source(
     failures: list[str] = []
     pending: list[str] = []
     advice = "Airflow retries this task"
-    for city in cities:
-        try:
-            records = _fetch_city(source, client, city, start, end, now)
-        except PayloadError as exc:
-            path = quarantine(root, DATASET, exc, city.name, start, end)
-            failures.append(f"{city.name}: {exc.reason} (quarantined at {path})")
-            continue
-        except AuthError:
-            raise
-        except (NoDataError, HttpError) as exc:
-            failures.append(f"{city.name}: {exc}")
-            continue
+    polled = poll_cities(
+        cities,
+        lambda city: _fetch_city(source, client, city, start, end, now),
+        lambda city, exc: quarantine(root, DATASET, exc, city.name, start, end),
+        failures,
+    )
+    for city, records in polled:
         for hour, record in records.items():
             if hour in by_hour:
                 by_hour[hour].append(
                     {
-                        "city": city.name,
-                        "region": city.region,
-                        "grid_operator": city.tso,
+                        **city_columns(city),
                         "latitude": city.lat,
                         "longitude": city.lon,
                         "source": source,

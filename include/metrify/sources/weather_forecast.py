@@ -39,11 +39,11 @@ from metrify import lake
 from metrify.contracts.forecast import WEATHER_FORECAST_DATASET, WEATHER_FORECAST_SCHEMA
 from metrify.contracts.geography import City
 from metrify.contracts.weather import SOURCES
-from metrify.sources import NoDataError, PayloadError, brightsky, openweathermap
+from metrify.sources import brightsky, openweathermap
 from metrify.sources.grid import SourceFailed
-from metrify.sources.http import AuthError, Endpoint, HttpClient, HttpError
+from metrify.sources.http import Endpoint, HttpClient
 from metrify.sources.landing import quarantine, raw_path, stamp
-from metrify.sources.weather import configured_cities
+from metrify.sources.weather import city_columns, configured_cities, poll_cities
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -106,18 +106,13 @@ def ingest_forecast(
     client = HttpClient(endpoint)
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
-    for city in cities:
-        try:
-            records = fetch_city(source, client, city, issued_at)
-        except PayloadError as exc:
-            path = quarantine(root, WEATHER_FORECAST_DATASET, exc, city.name, issued_at, issued_at + HORIZON)
-            failures.append(f"{city.name}: {exc.reason} (quarantined at {path})")
-            continue
-        except AuthError:
-            raise
-        except (NoDataError, HttpError) as exc:
-            failures.append(f"{city.name}: {exc}")
-            continue
+    polled = poll_cities(
+        cities,
+        lambda city: fetch_city(source, client, city, issued_at),
+        lambda city, exc: quarantine(root, WEATHER_FORECAST_DATASET, exc, city.name, issued_at, issued_at + HORIZON),
+        failures,
+    )
+    for city, records in polled:
         ahead = [r for r in records if r["valid_at"] >= issued_at]
         if not ahead:
             failures.append(f"{city.name}: the answer holds no forecast from {issued_at.isoformat()} on")
@@ -125,9 +120,7 @@ def ingest_forecast(
         for record in ahead:
             rows.append(
                 {
-                    "city": city.name,
-                    "region": city.region,
-                    "grid_operator": city.tso,
+                    **city_columns(city),
                     "source": source,
                     "issued_at": issued_at,
                     "lead_hours": round((record["valid_at"] - issued_at).total_seconds() / 3600),
