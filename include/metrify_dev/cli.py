@@ -207,7 +207,13 @@ def cmd_run_production(args: argparse.Namespace) -> None:
         shutil.rmtree(home)  # a fresh broker, bucket, metadata DB and warehouse every run
     start = _parse_time(args.start) if args.start else None
     options = production.Options(
-        meters=args.meters, start=start, hours=args.hours, seed=args.seed, partitions=args.partitions, backfill=True
+        meters=args.meters,
+        start=start,
+        hours=args.hours,
+        seed=args.seed,
+        partitions=args.partitions,
+        timeout=args.timeout,
+        backfill=True,
     )
     result = production.run(home, options)
     _say(json.dumps(result, indent=2, default=str))
@@ -399,6 +405,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--partitions", type=int, default=12, help="production profile: partitions of the meter topic")
     run.add_argument("--home", help="production profile: state folder (default .metrify/production, cleared)")
     run.add_argument("--keep", action="store_true", help="production profile: keep the state folder's contents")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="production profile: seconds the pipeline may take to settle after the readings are produced",
+    )
     run.set_defaults(func=cmd_run)
     sim = sub.add_parser("simulate", help="produce simulated meter readings into the meter topic")
     _add_simulation_args(sim, meters=100, faults=False)
