@@ -141,6 +141,10 @@ def run_dag(
     _say(f"      {dag_id} succeeded in {time.monotonic() - started:.0f} s (log: {log_path})")
 
 
+#: how long before the window's end `metrify run` polls the weather forecast (see `run_api_dags`)
+FORECAST_POLL_LEAD = timedelta(hours=6)
+
+
 def run_api_dags(settings: Settings, options: Any) -> None:
     """Poll the grid and weather APIs for the simulated window, against the embedded fake APIs."""
     from metrify_dev.fakes import start_fakes
@@ -154,12 +158,16 @@ def run_api_dags(settings: Settings, options: Any) -> None:
                 "against the embedded fake APIs"
             )
             run_dag(dag_id, settings, extra_connections=fakes.connections, extra_args=("-c", conf))
-    # Poll the weather forecast as of the window's end, as the scheduled run after it would: the
-    # newest MOSMIX run then covers the next local day, which the load forecast predicts. The fakes'
-    # clock stands at the window's end, so the hours after it are forecasts, not observations.
-    as_of = json.dumps({"as_of": window_end.isoformat()})
-    with start_fakes(seed=options.seed, anchor=options.start, now=lambda: window_end) as fakes:
-        _say(f"      running DAG ingest_weather_forecast as of {window_end:%Y-%m-%d %H:%M} UTC (tomorrow's weather)")
+    # Poll the weather forecast FORECAST_POLL_LEAD before the window's end, as the scheduled run then
+    # would: the newest MOSMIX run covers the rest of the window's day and all of the next local
+    # day, which the load forecast predicts (its model needs the target day's temperature without
+    # a gap; observations stop where the target day starts, at local midnight, and the forecast
+    # starts at the fakes' clock: polled at the window's end, the first hour was missing). The hours
+    # after the fakes' clock are forecasts, not observations.
+    poll_at = window_end - FORECAST_POLL_LEAD
+    as_of = json.dumps({"as_of": poll_at.isoformat()})
+    with start_fakes(seed=options.seed, anchor=options.start, now=lambda: poll_at) as fakes:
+        _say(f"      running DAG ingest_weather_forecast as of {poll_at:%Y-%m-%d %H:%M} UTC (tomorrow's weather)")
         run_dag("ingest_weather_forecast", settings, extra_connections=fakes.connections, extra_args=("-c", as_of))
 
 

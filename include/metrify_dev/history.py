@@ -72,14 +72,20 @@ def validated_readings(frame: pd.DataFrame, ingested_at: datetime) -> pd.DataFra
 
 
 def write_validated_readings(root, frame: pd.DataFrame) -> int:
-    """One `seeded_history.parquet` per UTC hour under validated/meter_readings; returns files."""
-    ts = frame["reading_ts"]
-    files = 0
-    for (day, hour), part in frame.groupby([ts.dt.strftime("%Y-%m-%d"), ts.dt.hour], sort=True):
-        path = lake.partition_path(root, "validated", readings.DATASET, date=day, hour=f"{hour:02d}") / SEEDED_FILE
-        lake.write_parquet(pa.Table.from_pandas(part, schema=readings.VALIDATED_SCHEMA, preserve_index=False), path)
-        files += 1
-    return files
+    """One `seeded_history.parquet` per UTC hour of `reading_ts` under validated/meter_readings
+    (made durable together at the end, one sync for all); returns the files written."""
+    frame = frame.sort_values("reading_ts", kind="stable", ignore_index=True)
+    table = pa.Table.from_pandas(frame, schema=readings.VALIDATED_SCHEMA, preserve_index=False)
+    hours = frame["reading_ts"].dt.floor("h").to_numpy()
+    bounds = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True])
+    paths = []
+    for first, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        hour = pd.Timestamp(hours[first])  # naive UTC: to_numpy() drops the zone
+        path = lake.partition_path(root, "validated", readings.DATASET, date=f"{hour:%Y-%m-%d}", hour=f"{hour:%H}")
+        lake.write_parquet(table.slice(first, stop - first), path / SEEDED_FILE, sync=False)
+        paths.append(path / SEEDED_FILE)
+    lake.sync(paths)
+    return len(paths)
 
 
 def write_validated_weather(
@@ -130,7 +136,7 @@ def seed_history(
     validated layer. `fleet` (the window's registry) is checked against the history's: a
     different fleet would make the history a different grid."""
     options = history_options(window, days)
-    simulation = simulate(options)
+    simulation = simulate(options, messages=False)  # written to the lake directly, never produced
     if fleet is not None and not simulation.registry["meter_id"].reset_index(drop=True).equals(
         fleet["meter_id"].reset_index(drop=True)
     ):

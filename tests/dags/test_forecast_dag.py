@@ -78,7 +78,7 @@ def test_a_run_lands_the_forecast_in_the_warehouse(metrify_home, dbt_manifest) -
         # the readings' models the accuracy metric reads, built as warehouse_daily would have
         duckdb_loader.sync()
         duckdb_loader.load_registry_duckdb(rows)
-        built = dbt_runner.run_dbt(["build", "--select", "+tag:forecast", "--exclude", "tag:forecast"])
+        built = dbt_runner.run_dbt(["run", "--select", "+tag:forecast", "--exclude", "tag:forecast"])
         assert built.success, built.failures
         connections = {**airflow_env.duckdb_connection(), "postgres_default": postgres.registry_connection(uri)}
         airflow_env.ensure_db()
