@@ -43,14 +43,17 @@ class SeededHistory:
 
 
 def history_options(window: SimulationOptions, days: int = HISTORY_DAYS) -> SimulationOptions:
-    """The simulation of the `days` days before `window`: same meters and seed (so the same
-    fleet), no injected faults."""
+    """The simulation behind the `days` days before `window`: same meters and seed (so the same
+    fleet), no injected faults. It spans a day more on each side, so every local day that is cut
+    at the history's edges is simulated whole: the simulator spreads a heat pump's daily energy
+    over the quarter-hours of the local day it simulates, and a day cut to one hour would carry a
+    whole day's heating in that hour."""
     if days < 1:
         raise ValueError(f"history days must be at least 1; got {days}")
     return SimulationOptions(
         meters=window.meters,
-        start=window.start - timedelta(days=days),
-        end=window.start,
+        start=window.start - timedelta(days=days + 1),
+        end=window.start + timedelta(days=1),
         seed=window.seed,
         registry_seed=window.registry_seed if window.registry_seed is not None else window.seed,
     )
@@ -136,6 +139,7 @@ def seed_history(
     validated layer. `fleet` (the window's registry) is checked against the history's: a
     different fleet would make the history a different grid."""
     options = history_options(window, days)
+    start = window.start - timedelta(days=days)
     simulation = simulate(options, messages=False)  # written to the lake directly, never produced
     if fleet is not None and not simulation.registry["meter_id"].reset_index(drop=True).equals(
         fleet["meter_id"].reset_index(drop=True)
@@ -145,8 +149,9 @@ def seed_history(
             "the window's registry; history and window must come from the same meters"
         )
     ingested_at = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    frame = validated_readings(simulation.readings, ingested_at)
+    kept = simulation.readings["reading_ts"].between(pd.Timestamp(start), pd.Timestamp(window.start), inclusive="right")
+    frame = validated_readings(simulation.readings[kept], ingested_at)
     files = write_validated_readings(root, frame)
     cities = sorted(set(simulation.registry["city"]))
-    weather_rows = write_validated_weather(root, options.start, window.start, cities, options.seed, ingested_at)
-    return SeededHistory(options.start, window.start, len(frame), files, weather_rows, simulation.registry)
+    weather_rows = write_validated_weather(root, start, window.start, cities, options.seed, ingested_at)
+    return SeededHistory(start, window.start, len(frame), files, weather_rows, simulation.registry)

@@ -84,3 +84,18 @@ def test_the_run_forecasts_the_window_day_and_tomorrow_after_seeding(metrify_hom
     monkeypatch.setattr(cli, "forecast_in_warehouse", lambda *a: (rows.iloc[0:0], pd.DataFrame()))
     with pytest.raises(SystemExit, match="no forecast for 2026-03-29 in marts.fct_load_forecast"):
         cli.run_forecast(settings, window)
+
+
+def test_the_hour_before_the_window_carries_one_hour_of_heating_not_a_day(metrify_home) -> None:
+    """The simulator spreads a heat pump's daily energy over the local day's simulated
+    quarter-hours: history cut at the window's start (01:00 local) must come from a whole
+    simulated day, or its last hour would carry that day's heating."""
+    window = SimulationOptions(meters=150, start=datetime(2026, 1, 14, tzinfo=UTC), seed=4)
+    seeded = seed_history(lake.lake_root(), window, days=2)
+    assert (seeded.registry["load_profile"] == "WP").any(), "the fleet needs heat pumps for this check"
+    frame = lake.read_table(lake.lake_root() / "validated" / readings.DATASET).to_pandas()
+    heat_pumps = frame[frame["meter_id"].isin(seeded.registry.loc[seeded.registry["load_profile"] == "WP", "meter_id"])]
+    hour = heat_pumps.groupby(pd.to_datetime(heat_pumps["reading_ts"], utc=True).dt.ceil("h"))["consumption_kwh"].sum()
+    last = hour[pd.Timestamp(window.start)]
+    day_before = hour[pd.Timestamp(window.start) - pd.Timedelta(days=1)]
+    assert last < 1.5 * day_before, (last, day_before)
