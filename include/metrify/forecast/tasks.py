@@ -56,6 +56,15 @@ def target_day(data_interval_start: Any, data_interval_end: Any) -> Date:
     return max(business) + timedelta(days=2)
 
 
+def run_logical_date(day: Date, timezone: str = BUSINESS_TIMEZONE) -> str:
+    """The logical date (ISO) of the `forecast_load` run that forecasts `day`: 04:30 local on
+    the day before (the inverse of `target_day`)."""
+    import pendulum
+
+    before = pendulum.date(day.year, day.month, day.day).subtract(days=1)
+    return pendulum.datetime(before.year, before.month, before.day, 4, 30, tz=timezone).isoformat()
+
+
 def build_inputs(
     registry: pd.DataFrame,
     meter_readings: pd.DataFrame,
