@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -122,10 +122,9 @@ def simulate_fleet(registry: pd.DataFrame, start: date, end: date, seed: int, wo
         for i, first in enumerate(range(0, len(registry), CHUNK_METERS))
     ]
     sums: dict[tuple[str, str], np.ndarray] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(_chunk_sums, chunks):
-            for key, values in part.items():
-                sums[key] = sums.get(key, 0) + values
+    for part in _map(_chunk_sums, chunks, workers):
+        for key, values in part.items():
+            sums[key] = sums.get(key, 0) + values
     hours = pd.date_range(starts[0], starts[-1] + pd.Timedelta(days=3), freq="h")
     lat_of = {c.name: c.lat for c in CITIES}
     loads, observed, lats, counts = {}, {}, {}, {}
@@ -138,6 +137,15 @@ def simulate_fleet(registry: pd.DataFrame, start: date, end: date, seed: int, wo
             loads[key] = pd.Series(sums[key], index=starts)
             counts[key] = len(group)
     return Fleet(loads, observed, lats, counts)
+
+
+def _map(function: Callable[[Any], Any], jobs: list[Any], workers: int) -> list[Any]:
+    """`function` over `jobs` on `workers` processes, or in this process for one worker (a forked pool
+    can hang once this process has run LightGBM's OpenMP threads, as in a test session)."""
+    if workers <= 1:
+        return [function(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, jobs))
 
 
 def _weighted(temperature_at: Any, lats: list[tuple[float, float]]) -> pd.Series:
@@ -244,8 +252,7 @@ def run(meters: int, min_per_region: int, first: date, last: date, seed: int, wo
     jobs = [
         (key, fleet.loads[key], fleet.observed[key], fleet.lats[key], first, last, seed) for key in sorted(fleet.loads)
     ]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(backtest_series, jobs))
+    results = _map(backtest_series, jobs, workers)
     for result in results:
         result["meters"] = fleet.meters[(result["series_kind"], result["series"])]
     hits, n = sum(r.pop("_hits") for r in results), sum(r.pop("_n") for r in results)
