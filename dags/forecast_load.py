@@ -42,7 +42,7 @@ from airflow.sdk import dag, task
 
 from metrify.assets import LOAD_FORECAST
 from metrify.oncall.defaults import deadline, default_args
-from metrify.warehouse import cosmos_config
+from metrify.warehouse.cosmos_config import forecast_task_group, max_active_tasks, pool
 
 
 @dag(
@@ -53,7 +53,7 @@ from metrify.warehouse import cosmos_config
     start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Berlin"),
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=cosmos_config.max_active_tasks(),
+    max_active_tasks=max_active_tasks(),
     default_args=default_args(execution_timeout=timedelta(minutes=30)),
     deadline=deadline(timedelta(minutes=60), "forecast_load"),
     tags=["metrify", "forecast"],
@@ -67,15 +67,14 @@ def forecast_load():
 
         return run_forecast(data_interval_start, data_interval_end)
 
-    @task(pool=cosmos_config.pool())
+    @task(pool=pool())
     def load_warehouse(data_interval_start=None, data_interval_end=None) -> dict:
         """Load the target day's landed forecast into the warehouse (raw.load_forecast)."""
-        from metrify.forecast.tasks import target_day
-        from metrify.warehouse.tasks import load_forecast_day
+        from metrify.forecast.tasks import load_into_warehouse
 
-        return load_forecast_day(target_day(data_interval_start, data_interval_end))
+        return load_into_warehouse(data_interval_start, data_interval_end)
 
-    forecast() >> load_warehouse() >> cosmos_config.forecast_task_group()
+    forecast() >> load_warehouse() >> forecast_task_group()
 
 
 forecast_load()

@@ -264,3 +264,10 @@ def render_plot(forecast: pd.DataFrame, actual: dict[str, pd.Series], day: Date)
     finally:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def load_into_warehouse(data_interval_start: Any, data_interval_end: Any) -> dict[str, Any]:
+    """`forecast_load`'s second task: replace the run's target day in `raw.load_forecast`."""
+    from metrify.warehouse.tasks import load_forecast_day
+
+    return load_forecast_day(target_day(data_interval_start, data_interval_end))
