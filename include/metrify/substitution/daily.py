@@ -9,7 +9,8 @@ What counts for one Europe/Berlin business day D (`find_gaps`), consistent with 
 * **a gap** is an expected quarter-hour without one, with its reason: `quarantined` when the gate
   quarantined the meter's reading of that quarter-hour (the quarantine keeps the rejected value,
   the substitute completes the day), else `no_reading`;
-* an hour the gate **blocked** is not a gap to fill: its quarter-hours are counted
+* an hour the gate **blocked** (a lake hour: the readings whose interval END falls in it) is
+  not a gap to fill: its quarter-hours are counted
   (`blocked_by_gate`) and stay unfilled, so the block stays visible until an operator releases it;
 * a gap neither method can fill (a `WP` meter without enough own history, a meter without a load
   profile) is counted by reason (`metrify.contracts.substitutes.UNFILLED_REASONS`), never fatal.
@@ -79,7 +80,9 @@ def find_gaps(
     )
     blocked = {pd.Timestamp(h).tz_convert("UTC").floor("h") for h in blocked_hours_utc}
     if blocked:
-        gaps.loc[gaps["interval_start"].dt.floor("h").isin(blocked), "gap_reason"] = substitutes.UNFILLED_BLOCKED
+        # a lake hour holds the readings ending in it: the gate's hour H blocks starts H-0:15..H+0:30
+        in_blocked = (gaps["interval_start"] + QUARTER_HOUR).dt.floor("h").isin(blocked)
+        gaps.loc[in_blocked, "gap_reason"] = substitutes.UNFILLED_BLOCKED
     return gaps.sort_values(["meter_id", "interval_start"], ignore_index=True)
 
 

@@ -3,8 +3,9 @@
 A quarter-hour of a business day (Europe/Berlin, by interval start) is missing for an expected
 meter when it has no validated reading. Readings the quality gate quarantined count as missing:
 the quarantine keeps the rejected raw value with its reason, the substitute gives the day a
-complete, flagged total. Quarter-hours of an hour the gate BLOCKED are never filled: the block
-stays visible as a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
+complete, flagged total. Quarter-hours of an hour the gate BLOCKED (a lake hour: the readings
+whose `reading_ts`, the interval end, falls in it) are never filled: the block stays visible as
+a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
 
 Methods, tried per meter and quarter-hour in this order (names in `substitution_method`):
 
@@ -106,7 +107,8 @@ def substitute_day(
 
     `history` holds validated readings (meter_id, reading_ts = interval end UTC, consumption_kwh)
     of `day` and at least `OWN_PROFILE_WEEKS` weeks before it; `blocked_hours_utc` are the UTC
-    hour starts the quality gate blocked. A rerun with the same inputs gives the same frame.
+    lake hours the quality gate blocked (partitions by reading_ts, the interval end). A rerun
+    with the same inputs gives the same frame.
     """
     for column in ("meter_id", "load_profile", "yearly_kwh"):
         if column not in meters.columns:
@@ -128,7 +130,9 @@ def substitute_day(
     missing = grid[~pd.MultiIndex.from_frame(grid).isin(have)].reset_index(drop=True)
 
     blocked = {pd.Timestamp(h).tz_convert("UTC").floor("h") for h in blocked_hours_utc}
-    is_blocked = missing["start"].dt.floor("h").isin(blocked) if blocked else pd.Series(False, index=missing.index)
+    # the gate judges lake hours, which hold the readings ENDING in them (reading_ts)
+    blocked_qh = (missing["start"] + QUARTER_HOUR).dt.floor("h").isin(blocked)
+    is_blocked = blocked_qh if blocked else pd.Series(False, index=missing.index)
     n_blocked = int(is_blocked.sum())
     missing = missing[~is_blocked].reset_index(drop=True)
     if missing.empty:

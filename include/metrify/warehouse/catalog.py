@@ -2,8 +2,10 @@
 
 The warehouse reads what the quality gate let through and nothing else: meter readings, grid
 status and weather from `validated/` (an interval the gate blocked has no file there), anomaly
-findings from `anomalies/`. An *interval* is one lake partition: `date=YYYY-MM-DD/hour=HH` for
-meter readings (the gate judges hours), `date=YYYY-MM-DD` for grid status, weather and anomalies.
+findings from `anomalies/`, flagged substitute values from `substituted/` (kept apart from the
+measured readings all the way to the metrics). An *interval* is one lake partition: `date=YYYY-MM-DD/hour=HH` for
+meter readings (the gate judges hours), `date=YYYY-MM-DD` for grid status, weather, anomalies
+and substitutes (whose date is the business day).
 Loading an interval replaces it (`duckdb_loader`, `snowflake_loader`), so loading twice (or a
 month later) gives the same rows. Column names come from the contracts; each is loaded with a
 logical type that maps to DuckDB and Snowflake (`TYPES`). Timestamps are stored as UTC without
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from metrify import lake, validate
-from metrify.contracts import anomalies, grid, readings, registry, verdicts, weather
+from metrify.contracts import anomalies, grid, readings, registry, substitutes, verdicts, weather
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -122,6 +124,15 @@ SOURCES: dict[str, Source] = {
             "anomalies",
             readings.DATASET,
             columns_of(anomalies.METER_ANOMALY_SCHEMA),
+            ts_column="reading_ts",
+            hourly=False,
+        ),
+        # substitute values of missing quarter-hours, one partition per business day (warehouse_daily)
+        Source(
+            "substituted_readings",
+            substitutes.LAYER,
+            substitutes.DATASET,
+            columns_of(substitutes.SUBSTITUTE_SCHEMA),
             ts_column="reading_ts",
             hourly=False,
         ),

@@ -81,7 +81,8 @@ def test_a_blocked_hour_is_a_gap_left_unfilled_and_counted() -> None:
     table, summary = substitutes_of_day(DAY, _meters("m1"), hist, blocked_hours_utc=[blocked])
     frame = table.to_pandas()
     assert len(frame) == 92
-    assert not (frame["interval_start"].dt.floor("h") == blocked).any()
+    assert not (frame["reading_ts"].dt.floor("h") == blocked).any()  # the gate's hour: readings ending in it
+    assert (frame["interval_start"] == blocked + 3 * QH).any()  # the quarter-hour ending at H+1:00 is not blocked
     assert summary["unfilled"] == {substitutes.UNFILLED_BLOCKED: 4}
     assert summary["substituted"] == {METHOD_OWN_PROFILE: 92}
 
