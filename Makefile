@@ -57,7 +57,7 @@ bench: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m metrify_dev.bench.quality --meters 100000 --anomaly-rate 0.05 --seed 7 --out bench-results/quality.json
 	@$(BIN)/python -m metrify_dev.bench.warehouse --meters 1000
 	@$(BIN)/python -m metrify_dev.bench.substitutes --meters 200 --out bench-results/substitutes.json
-	@$(BIN)/python -m metrify_dev.bench.forecast --meters 4000 --out bench-results/forecast.json
+	@$(BIN)/python -m metrify_dev.bench.forecast --meters 4000 --min-meters-per-region 1000 --out bench-results/forecast.json
 
 # The chaos test at full size: 1 million messages on a real broker, drains SIGKILLed 20 times
 # (`make test` runs it reduced: 40,000 messages, 8 kills). Measured 2.5 min on 2 cores.

@@ -13,6 +13,13 @@ target day and the week before: `forecast/plots/date=<D+1>/load_forecast.png` in
 task log prints its full path; locally the lake is `METRIFY_LAKE_URL`, `file://...`). Open it
 after each run: the band should follow the black actual line.
 
+**In the warehouse.** After landing it, the run loads the target day's forecast into
+`raw.load_forecast` (`load_warehouse`, replacing that day) and builds the forecast models with
+Cosmos (`dbt_forecast`, dbt selector `tag:forecast`): `marts.fct_load_forecast` (p10/p50/p90
+per series and quarter-hour, method, model version) and `metrics.forecast_accuracy_daily`
+(earlier forecasts against the actual load: MAE, nMAE, p10-p90 coverage per series and day).
+Both wait in the warehouse pool like every warehouse task.
+
 **Fallback.** A series whose model cannot run (too little history, no weather forecast for
 the target day) gets the same weekday last week, scaled, marked `method = fallback_last_week`;
 the task log names each such series and why (look for `FALLBACK`). A fallback is a valid
@@ -35,6 +42,7 @@ from airflow.sdk import dag, task
 
 from metrify.assets import LOAD_FORECAST
 from metrify.oncall.defaults import deadline, default_args
+from metrify.warehouse.cosmos_config import forecast_task_group, max_active_tasks, pool
 
 
 @dag(
@@ -45,6 +53,7 @@ from metrify.oncall.defaults import deadline, default_args
     start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Berlin"),
     catchup=False,
     max_active_runs=1,
+    max_active_tasks=max_active_tasks(),
     default_args=default_args(execution_timeout=timedelta(minutes=30)),
     deadline=deadline(timedelta(minutes=60), "forecast_load"),
     tags=["metrify", "forecast"],
@@ -58,7 +67,14 @@ def forecast_load():
 
         return run_forecast(data_interval_start, data_interval_end)
 
-    forecast()
+    @task(pool=pool())
+    def load_warehouse(data_interval_start=None, data_interval_end=None) -> dict:
+        """Load the target day's landed forecast into the warehouse (raw.load_forecast)."""
+        from metrify.forecast.tasks import load_into_warehouse
+
+        return load_into_warehouse(data_interval_start, data_interval_end)
+
+    forecast() >> load_warehouse() >> forecast_task_group()
 
 
 forecast_load()

@@ -50,10 +50,11 @@ def lake_root(settings: Settings | None = None) -> ObjectStoragePath:
 def partition_path(root: ObjectStoragePath, layer: str, dataset: str, **parts: str) -> ObjectStoragePath:
     """`root/layer/dataset/k1=v1/k2=v2` in the order the parts are given; every name and value
     passes `metrify.validate` (a value cannot hold '/', '=' or be '..')."""
-    path = root / validate.name(layer, "layer") / validate.name(dataset, "dataset")
-    for key, value in parts.items():
-        path = path / f"{validate.name(key, 'partition key')}={validate.partition_value(value, key)}"
-    return path
+    names = [validate.name(layer, "layer"), validate.name(dataset, "dataset")]
+    names += [
+        f"{validate.name(key, 'partition key')}={validate.partition_value(value, key)}" for key, value in parts.items()
+    ]
+    return root / "/".join(names)  # one join: each costs ~0.1 ms on an ObjectStoragePath
 
 
 def is_local(path: ObjectStoragePath) -> bool:
@@ -117,7 +118,8 @@ class ParquetFile:
         self._lock = threading.Lock()
         os.makedirs(spool, exist_ok=True)
         self._tmp = os.path.join(spool, f"{uuid.uuid4().hex}.tmp")
-        self._handle: Any = open(self._tmp, "wb")
+        # Arrow's own file: the writer's output never takes the GIL (a Python file object would, per write)
+        self._handle = pa.OSFile(self._tmp, "wb")
         # Dictionary-encoding only the columns that repeat (ids, names) spares the writer trying
         # it on every measurement column (measured: a fifth less CPU, 3 % larger files).
         options = {**PARQUET_OPTIONS, "use_dictionary": dictionary_columns} if dictionary_columns else PARQUET_OPTIONS
@@ -235,6 +237,13 @@ def write_json(payload: dict[str, Any], path: ObjectStoragePath) -> None:
 
 
 def read_json(path: ObjectStoragePath) -> dict[str, Any] | None:
+    """A small JSON document, or None where there is none (read directly on a local lake)."""
+    if is_local(path):
+        try:
+            with open(path.path, "rb") as local:
+                return json.loads(local.read())
+        except FileNotFoundError:
+            return None
     if not path.exists():
         return None
     with path.open("rb") as handle:

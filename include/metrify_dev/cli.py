@@ -141,6 +141,10 @@ def run_dag(
     _say(f"      {dag_id} succeeded in {time.monotonic() - started:.0f} s (log: {log_path})")
 
 
+#: how long before the window's end `metrify run` polls the weather forecast (see `run_api_dags`)
+FORECAST_POLL_LEAD = timedelta(hours=6)
+
+
 def run_api_dags(settings: Settings, options: Any) -> None:
     """Poll the grid and weather APIs for the simulated window, against the embedded fake APIs."""
     from metrify_dev.fakes import start_fakes
@@ -154,12 +158,16 @@ def run_api_dags(settings: Settings, options: Any) -> None:
                 "against the embedded fake APIs"
             )
             run_dag(dag_id, settings, extra_connections=fakes.connections, extra_args=("-c", conf))
-    # Poll the weather forecast as of the window's end, as the scheduled run after it would: the
-    # newest MOSMIX run then covers the next local day, which the load forecast predicts. The fakes'
-    # clock stands at the window's end, so the hours after it are forecasts, not observations.
-    as_of = json.dumps({"as_of": window_end.isoformat()})
-    with start_fakes(seed=options.seed, anchor=options.start, now=lambda: window_end) as fakes:
-        _say(f"      running DAG ingest_weather_forecast as of {window_end:%Y-%m-%d %H:%M} UTC (tomorrow's weather)")
+    # Poll the weather forecast FORECAST_POLL_LEAD before the window's end, as the scheduled run then
+    # would: the newest MOSMIX run covers the rest of the window's day and all of the next local
+    # day, which the load forecast predicts (its model needs the target day's temperature without
+    # a gap; observations stop where the target day starts, at local midnight, and the forecast
+    # starts at the fakes' clock: polled at the window's end, the first hour was missing). The hours
+    # after the fakes' clock are forecasts, not observations.
+    poll_at = window_end - FORECAST_POLL_LEAD
+    as_of = json.dumps({"as_of": poll_at.isoformat()})
+    with start_fakes(seed=options.seed, anchor=options.start, now=lambda: poll_at) as fakes:
+        _say(f"      running DAG ingest_weather_forecast as of {poll_at:%Y-%m-%d %H:%M} UTC (tomorrow's weather)")
         run_dag("ingest_weather_forecast", settings, extra_connections=fakes.connections, extra_args=("-c", as_of))
 
 
@@ -198,6 +206,73 @@ def run_warehouse(settings: Settings, options: Any) -> None:
         raise SystemExit(f"warehouse reconciliation failed: {problems[:3]}")
 
 
+def run_forecast(settings: Settings, options: Any) -> None:
+    """Seed the weeks of history the forecast model needs (after the warehouse reconciled the
+    window, so its checks see the window only), run `forecast_load` for the window's last day
+    (so `forecast_accuracy_daily` has actuals) and for the day after, then show what the
+    warehouse holds for that day and where its plot is."""
+    import pandas as pd
+
+    from metrify import lake
+    from metrify.forecast.tasks import plot_path, run_logical_date
+    from metrify_dev.history import HISTORY_DAYS, seed_history
+
+    started = time.monotonic()
+    root = lake.lake_root(settings)
+    _say(f"      seeding {HISTORY_DAYS} days of history (simulated, written directly to the validated layer)")
+    fleet = pd.read_parquet(settings.simulator_dir / "meter_registry.parquet")
+    seeded = seed_history(root, options, fleet=fleet)
+    _say(
+        f"      {seeded.readings:,} readings ({seeded.reading_files} hours) and {seeded.weather_rows:,} DWD "
+        f"observations, {seeded.start:%Y-%m-%d %H:%M} to {seeded.end:%Y-%m-%d %H:%M} UTC, same {len(fleet)} meters "
+        f"and seed, in {time.monotonic() - started:.0f} s"
+    )
+    window_end = options.end or options.start + timedelta(days=1)
+    last_day = (window_end - timedelta(microseconds=1)).date()
+    tomorrow = last_day + timedelta(days=1)
+    for day in (last_day, tomorrow):
+        logical = run_logical_date(day)
+        _say(f"      running DAG forecast_load for {day} (the run of {logical})")
+        run_dag("forecast_load", settings, extra_args=(logical,))
+    rows, accuracy = forecast_in_warehouse(settings, tomorrow, last_day)
+    if rows.empty:
+        raise SystemExit(f"no forecast for {tomorrow} in marts.fct_load_forecast: see the forecast_load log")
+    for kind, part in rows.groupby("series_kind", sort=False):
+        _say(f"      fct_load_forecast for {tomorrow}, {kind}:")
+        for row in part.itertuples(index=False):
+            _say(
+                f"        {row.series:<24} {row.quarter_hours:>4} quarter-hours  {row.method:<20} "
+                f"p50 {row.p50_kwh:>10,.1f} kWh"
+            )
+    for row in accuracy.itertuples(index=False):
+        _say(
+            f"      forecast_accuracy_daily {last_day} {row.series:<24} nMAE {row.nmae:.3f}, p10-p90 coverage "
+            f"{row.p10_p90_coverage:.0%} over {row.quarter_hours_compared} quarter-hours ({row.method})"
+        )
+    _say(f"      forecast plot (forecast vs actual per region): {plot_path(root, tomorrow)}")
+    _say(f"      forecast step took {time.monotonic() - started:.0f} s")
+
+
+def forecast_in_warehouse(settings: Settings, day: Any, accuracy_day: Any) -> tuple[Any, Any]:
+    """(rows, method and p50 energy per series of `day` in `marts.fct_load_forecast`; the
+    regions' `metrics.forecast_accuracy_daily` rows of `accuracy_day`) from the DuckDB warehouse."""
+    from metrify.warehouse.duckdb_loader import duckdb_session
+
+    with duckdb_session(None, settings) as db:
+        rows = db.execute(
+            "SELECT series_kind, series, count(*) AS quarter_hours, string_agg(DISTINCT method, ',') AS method, "
+            "sum(p50_kwh) AS p50_kwh FROM marts.fct_load_forecast WHERE target_date = ? "
+            "GROUP BY series_kind, series ORDER BY series_kind DESC, series",
+            [day],
+        ).df()
+        accuracy = db.execute(
+            "SELECT series, nmae, p10_p90_coverage, quarter_hours_compared, method "
+            "FROM metrics.forecast_accuracy_daily WHERE business_date = ? AND series_kind = 'region' ORDER BY series",
+            [accuracy_day],
+        ).df()
+    return rows, accuracy
+
+
 def cmd_run_production(args: argparse.Namespace) -> None:
     """`metrify run --profile production`: see `metrify_dev.production`."""
     from metrify_dev import production
@@ -207,7 +282,13 @@ def cmd_run_production(args: argparse.Namespace) -> None:
         shutil.rmtree(home)  # a fresh broker, bucket, metadata DB and warehouse every run
     start = _parse_time(args.start) if args.start else None
     options = production.Options(
-        meters=args.meters, start=start, hours=args.hours, seed=args.seed, partitions=args.partitions, backfill=True
+        meters=args.meters,
+        start=start,
+        hours=args.hours,
+        seed=args.seed,
+        partitions=args.partitions,
+        timeout=args.timeout,
+        backfill=True,
     )
     result = production.run(home, options)
     _say(json.dumps(result, indent=2, default=str))
@@ -223,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     settings = load_settings()
     begun = time.monotonic()
-    _say("[1/7] embedded Kafka broker")
+    _say("[1/8] embedded Kafka broker")
     fresh = kafka_mock.read_broker(settings) is None
     info = kafka_mock.up(settings)
     _say(f"      listening on {info['bootstrap']} (pid {info['pid']}; stop with `metrify kafka down`)")
@@ -236,7 +317,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     options = _simulation_options(args)
     _say(
-        f"[2/7] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
+        f"[2/8] simulating {options.meters} meters, {options.start:%Y-%m-%d %H:%M} to "
         f"{options.end:%Y-%m-%d %H:%M} UTC (seed {options.seed}) into topic {settings.meter_topic!r}"
     )
     too_old = datetime.now(UTC) - settings.late_lookback
@@ -252,14 +333,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"{counts['anomaly_labels']} labelled anomalous readings"
     )
 
-    _say("[3/7] Airflow metadata database (SQLite, first run ~30 s)")
+    _say("[3/8] Airflow metadata database (SQLite, first run ~30 s)")
     ensure_db(settings)
 
-    _say("[4/7] running DAG ingest_meter_readings")
+    _say("[4/8] running DAG ingest_meter_readings")
     run_dag("ingest_meter_readings", settings)
     run_api_dags(settings, options)
 
-    _say("[5/7] quality gates and anomaly detection")
+    _say("[5/8] quality gates and anomaly detection")
     blocked = []
     for dag_id in ("quality_meter_readings", "quality_sources"):
         try:
@@ -278,10 +359,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     _say(f"      meter-day quality tiers:    {quality['meter_day_tiers']}")
     _say(f"      Great Expectations Data Docs: {quality['data_docs']}")
 
-    _say("[6/7] warehouse: dbt models rendered by Cosmos (DuckDB at .metrify/warehouse.duckdb)")
+    _say("[6/8] warehouse: dbt models rendered by Cosmos (DuckDB at .metrify/warehouse.duckdb)")
     run_warehouse(settings, options)
 
-    _say("[7/7] summary")
+    _say("[7/8] day-ahead load forecast (DAG forecast_load) into the warehouse")
+    run_forecast(settings, options)
+
+    _say("[8/8] summary")
     after = lake_summary(settings)
     landed = (after["raw_rows"] - before["raw_rows"]) + (after["quarantined_rows"] - before["quarantined_rows"])
     ok = landed == counts["messages"]
@@ -399,6 +483,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--partitions", type=int, default=12, help="production profile: partitions of the meter topic")
     run.add_argument("--home", help="production profile: state folder (default .metrify/production, cleared)")
     run.add_argument("--keep", action="store_true", help="production profile: keep the state folder's contents")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="production profile: seconds the pipeline may take to settle after the readings are produced",
+    )
     run.set_defaults(func=cmd_run)
     sim = sub.add_parser("simulate", help="produce simulated meter readings into the meter topic")
     _add_simulation_args(sim, meters=100, faults=False)

@@ -306,7 +306,9 @@ def fleet_consumption(
     return consumption
 
 
-def simulate(options: SimulationOptions) -> Simulation:
+def simulate(options: SimulationOptions, messages: bool = True) -> Simulation:
+    """The fleet's readings over the window; `messages=False` skips encoding the Kafka messages
+    (keys and values stay empty), for readings written to the lake directly."""
     rng = np.random.default_rng(options.seed)
     fleet_rng = rng if options.registry_seed is None else np.random.default_rng(options.registry_seed)
     start = (
@@ -373,7 +375,7 @@ def simulate(options: SimulationOptions) -> Simulation:
     frame, labels, conflicts = _inject_anomalies(frame, registry, n_ts, options.anomaly_rate, rng)
     columns = PAYLOAD_SCHEMA.names
     frame, conflicts = (_with_current(f)[columns] for f in (frame, conflicts))
-    keys, values, counts = _messages(frame, conflicts, options, rng)
+    keys, values, counts = _messages(frame, conflicts, options, rng) if messages else ([], [], {})
     counts.update(
         {
             "meters": n_meters,

@@ -36,6 +36,15 @@ def _all_text(folder: Path) -> str:
     )
 
 
+def _dags_test(settings, stack, dag_id: str, *args: str) -> str:
+    """`airflow dags test <dag_id> <args>` against the fakes; its whole output."""
+    airflow_env.ensure_db(settings)
+    run = airflow_env.airflow(
+        "dags", "test", dag_id, *args, settings=settings, check=False, capture=True, extra_connections=stack.connections
+    )
+    return run.stdout + run.stderr
+
+
 def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("METRIFY_HOME", str(tmp_path / "metrify"))
     monkeypatch.delenv("METRIFY_LAKE_URL", raising=False)
@@ -53,22 +62,16 @@ def test_grid_dag_lands_three_operators_while_one_is_down_and_never_logs_a_key(t
         stack["entsoe"].inject("5xx", times=1, match=entsoe.CONTROL_AREAS["TenneT"])
         stack["gridradar"].inject("429", retry_after=1)
         keys = [c["password"] for c in stack.connections.values() if c.get("password")]
-        airflow_env.ensure_db(settings)
-        run = airflow_env.airflow(
-            "dags",
-            "test",
+        output = _dags_test(
+            settings,
+            stack,
             "ingest_grid_status",
             start.isoformat(),
             "-c",
             json.dumps({"window_start": start.isoformat(), "window_end": end.isoformat()}),
-            settings=settings,
-            check=False,
-            capture=True,
-            extra_connections=stack.connections,
         )
     finally:
         stack.stop()
-    output = run.stdout + run.stderr
     tail = output[-5000:]
 
     logs = output + _all_text(settings.airflow_home / "logs") + _all_text(settings.home / "lake")
@@ -111,20 +114,9 @@ def test_scheduled_grid_runs_fetch_late_quarter_hours_into_the_same_files(tmp_pa
         time.sleep((end + timedelta(minutes=15) - now).total_seconds() + 1)
         end += timedelta(minutes=15)
     stack = start_fakes(seed=42, client_extra={"backoff_base": 0.05, "backoff_max": 0.2, "attempts": 3, "timeout": 5})
-    airflow_env.ensure_db(settings)
 
     def scheduled_run(logical_date: datetime) -> str:
-        run = airflow_env.airflow(
-            "dags",
-            "test",
-            "ingest_grid_status",
-            logical_date.isoformat(),
-            settings=settings,
-            check=False,
-            capture=True,
-            extra_connections=stack.connections,
-        )
-        return run.stdout + run.stderr
+        return _dags_test(settings, stack, "ingest_grid_status", logical_date.isoformat())
 
     def landed() -> dict[str, object]:
         files = lake.list_files(root / "raw" / grid.DATASET)
@@ -169,21 +161,9 @@ def test_forecast_dag_lands_tomorrows_weather_per_source_and_quarantines_a_drift
     )
     try:
         stack["openweathermap"].inject("malformed", times=None, match=f"lat={CITY_BY_NAME['München'].lat:.4f}")
-        airflow_env.ensure_db(settings)
-        run = airflow_env.airflow(
-            "dags",
-            "test",
-            "ingest_weather_forecast",
-            "-c",
-            json.dumps({"as_of": as_of.isoformat()}),
-            settings=settings,
-            check=False,
-            capture=True,
-            extra_connections=stack.connections,
-        )
+        output = _dags_test(settings, stack, "ingest_weather_forecast", "-c", json.dumps({"as_of": as_of.isoformat()}))
     finally:
         stack.stop()
-    output = run.stdout + run.stderr
     tail = output[-5000:]
     root = lake.lake_root(settings)
     issued = latest_run(as_of)

@@ -291,3 +291,83 @@ def test_a_reading_that_vanished_from_a_reloaded_interval_leaves_staging_and_fac
         (count_before - 1,)
     ]
     assert reconcile.reconcile() == []
+
+
+def _forecast_table(actual: dict[tuple[str, str], pd.Series], day: date, offset_kwh: dict[str, float]) -> pa.Table:
+    """A landed forecast of `day` whose p50 is each series' actual plus its offset, band +-10 %."""
+    from metrify.contracts.forecast import LOAD_FORECAST_SCHEMA
+
+    frames = []
+    for (kind, name), kwh in actual.items():
+        p50 = kwh.to_numpy() + offset_kwh.get(name, 0.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "series_kind": kind,
+                    "series": name,
+                    "target_date": day,
+                    "interval_start": kwh.index,
+                    "p10_kwh": p50 * 0.9,
+                    "p50_kwh": p50,
+                    "p90_kwh": p50 * 1.1,
+                    "method": "model",
+                    "model_version": "test-1",
+                    "meters": 1,
+                    "issued_at": pd.Timestamp("2026-03-28 03:30", tz="UTC"),
+                }
+            )
+        )
+    return pa.Table.from_pandas(pd.concat(frames), schema=LOAD_FORECAST_SCHEMA, preserve_index=False)
+
+
+def test_forecasts_load_into_the_warehouse_and_meet_their_actuals(built):
+    """The models built on an empty raw.load_forecast (no forecast yet); a landed forecast then
+    loads through the forecast DAG's load, replaces its day on reload, and forecast_accuracy_daily
+    compares it with the series' summed readings on every quarter-hour of the DST day."""
+    from metrify.forecast.series import local_day_bounds, series_history, series_members
+    from metrify.forecast.tasks import forecast_path
+    from metrify.warehouse.tasks import load_forecast_day
+
+    assert query("select count(*) from raw.load_forecast") == [(0,)]
+    assert query("select count(*) from marts.fct_load_forecast") == [(0,)]
+    assert query("select count(*) from metrics.forecast_accuracy_daily") == [(0,)]
+
+    root = lake.lake_root()
+    day = date(2026, 3, 29)  # spring-forward: 92 quarter-hours
+    start, end = local_day_bounds(day)
+    validated = pa.concat_tables(
+        [pq.read_table(f) for f in lake.list_files(root / "validated" / "meter_readings")], promote_options="default"
+    ).to_pandas()
+    actual = {}
+    for members in series_members(built["registry"], ("region", "control_area")):
+        kwh = series_history(validated, members, end=end)
+        actual[(members.kind, members.name)] = kwh[kwh.index >= start]
+    assert {len(v) for v in actual.values()} == {92}
+    off_by_one = sorted(name for kind, name in actual if kind == "region")[0]
+    lake.write_parquet(_forecast_table(actual, day, {off_by_one: 1.0}), forecast_path(root, day))
+
+    for _ in range(2):  # a second load of the same day replaces it
+        loaded = load_forecast_day(day)
+        assert loaded["table"] == "raw.load_forecast"
+        assert query("select count(*) from raw.load_forecast") == [(92 * len(actual),)]
+    result = dbt_runner.run_dbt(["build", "--select", "tag:forecast"], target_path=built["target"])
+    assert result.success, result.failures
+
+    assert query("select count(*), count(distinct series) from marts.fct_load_forecast") == [
+        (92 * len(actual), len({name for _, name in actual}))
+    ]
+    accuracy = frame("select * from metrics.forecast_accuracy_daily order by series_kind, series")
+    assert len(accuracy) == len(actual)
+    assert (accuracy["business_date"].astype(str) == "2026-03-29").all()
+    assert (accuracy["quarter_hours_compared"] == 92).all() and (accuracy["quarter_hours_forecast"] == 92).all()
+    exact = accuracy[accuracy["series"] != off_by_one]
+    assert exact["mae_kwh"].max() < 1e-9 and (exact["p10_p90_coverage"] == 1.0).all()
+    shifted = accuracy[accuracy["series"] == off_by_one].iloc[0]
+    assert shifted["mae_kwh"] == pytest.approx(1.0) and shifted["energy_error_kwh"] == pytest.approx(92.0)
+
+
+def test_the_forecast_load_names_a_day_with_no_landed_forecast(built):
+    from metrify.warehouse.tasks import load_forecast_day
+
+    with pytest.raises(FileNotFoundError, match=r"no landed load forecast for 2026-03-30 .*date=2026-03-30"):
+        load_forecast_day(date(2026, 3, 30))

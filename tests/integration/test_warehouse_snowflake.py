@@ -169,6 +169,74 @@ def test_the_hourly_transform_loads_the_days_the_gate_announced_into_snowflake(s
     )
 
 
+def test_the_forecast_dag_loads_its_day_into_snowflake(snowflake, monkeypatch):
+    """`forecast_load`'s warehouse load on the production target (COPY INTO from the lake stage,
+    through `snowflake_default`): the landed forecast of the target day, replaced on a rerun.
+    Placed before the dbt builds, so they build the forecast models on these rows."""
+    import json
+    from datetime import date
+
+    from metrify.contracts.forecast import LOAD_FORECAST_SCHEMA
+    from metrify.forecast.series import local_day_bounds
+    from metrify.forecast.tasks import forecast_path
+    from metrify.warehouse import tasks as warehouse_tasks
+
+    env, cursor = snowflake["env"], snowflake["cursor"]
+    connection = {
+        "conn_type": "snowflake",
+        "login": env["SNOWFLAKE_USER"],
+        "password": env["SNOWFLAKE_PASSWORD"],
+        "schema": "ANALYTICS",
+        "extra": {
+            "account": "fakesnow",
+            "database": "METRIFY",
+            "host": env["SNOWFLAKE_HOST"],
+            "port": env["SNOWFLAKE_PORT"],
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
+    connect = snowflake_connector.connect
+    monkeypatch.setattr(snowflake_connector, "connect", lambda **kw: connect(**kw, protocol="http"))  # fakesnow: HTTP
+
+    day = date(2026, 3, 29)  # spring-forward: 92 quarter-hours
+    start, end = local_day_bounds(day)
+    starts = pd.date_range(start, end, freq="15min", inclusive="left")
+    regions = sorted(set(snowflake["data"].registry["region"]))[:2]
+    forecast = pd.concat(
+        pd.DataFrame(
+            {
+                "series_kind": "region",
+                "series": name,
+                "target_date": day,
+                "interval_start": starts,
+                "p10_kwh": 1.0,
+                "p50_kwh": 2.0 + i,
+                "p90_kwh": 5.0,
+                "method": "model",
+                "model_version": "test-1",
+                "meters": 3,
+                "issued_at": pd.Timestamp("2026-03-28 03:30", tz="UTC"),
+            }
+        )
+        for i, name in enumerate(regions)
+    )
+    lake.write_parquet(
+        pa.Table.from_pandas(forecast, schema=LOAD_FORECAST_SCHEMA, preserve_index=False),
+        forecast_path(snowflake["root"], day),
+    )
+    for _ in range(2):
+        loaded = warehouse_tasks.load_forecast_day(day)
+        assert loaded["rows_loaded"] == 92 * len(regions)
+        assert cursor.execute("select count(*), sum(p50_kwh) from raw.load_forecast").fetchone() == (
+            92 * len(regions),
+            pytest.approx(forecast["p50_kwh"].sum()),
+        )
+    assert cursor.execute(
+        "select distinct series_kind, _interval_date, _interval_hour from raw.load_forecast"
+    ).fetchall() == [("region", day, None)]
+
+
 def test_dbt_builds_on_snowflake_twice_and_reconciles(snowflake, tmp_path_factory, monkeypatch):
     alert_log = tmp_path_factory.mktemp("alerts") / "alerts.log"
     monkeypatch.setenv("METRIFY_ALERT_LOG", str(alert_log))

@@ -55,3 +55,5 @@ LOAD_FORECAST_SCHEMA = pa.schema(
     ]
 )
 LOAD_FORECAST_KEY = ("series_kind", "series", "interval_start")
+#: `raw.<table>` the warehouse loads the landed forecasts into (one interval per target date)
+LOAD_FORECAST_WAREHOUSE_TABLE = "load_forecast"

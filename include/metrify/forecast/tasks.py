@@ -56,6 +56,15 @@ def target_day(data_interval_start: Any, data_interval_end: Any) -> Date:
     return max(business) + timedelta(days=2)
 
 
+def run_logical_date(day: Date, timezone: str = BUSINESS_TIMEZONE) -> str:
+    """The logical date (ISO) of the `forecast_load` run that forecasts `day`: 04:30 local on
+    the day before (the inverse of `target_day`)."""
+    import pendulum
+
+    before = pendulum.date(day.year, day.month, day.day).subtract(days=1)
+    return pendulum.datetime(before.year, before.month, before.day, 4, 30, tz=timezone).isoformat()
+
+
 def build_inputs(
     registry: pd.DataFrame,
     meter_readings: pd.DataFrame,
@@ -255,3 +264,10 @@ def render_plot(forecast: pd.DataFrame, actual: dict[str, pd.Series], day: Date)
     finally:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def load_into_warehouse(data_interval_start: Any, data_interval_end: Any) -> dict[str, Any]:
+    """`forecast_load`'s second task: replace the run's target day in `raw.load_forecast`."""
+    from metrify.warehouse.tasks import load_forecast_day
+
+    return load_forecast_day(target_day(data_interval_start, data_interval_end))

@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -386,17 +387,15 @@ class _PartitionReader:
             if cut < len(chunk):
                 self.carry = chunk[cut:]
                 chunk = chunk[:cut]
-            budget = max_bytes - size
-            taken = 0
-            for taken, message in enumerate(chunk, start=1):  # noqa: B007 - the count is the point
-                budget -= len(message) if message.value() is not None else 0
-                if budget <= 0:
-                    break
+            # len(message) is its value's length (0 without a value); summed without a Python loop
+            sizes = np.cumsum(np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk)))
+            # the batch ends with the message that reaches the byte budget
+            taken = min(len(chunk), int(np.searchsorted(sizes, max_bytes - size, side="left")) + 1)
             if taken < len(chunk):  # the byte budget ends the batch inside this chunk
                 self.carry = chunk[taken:] + self.carry
                 chunk = chunk[:taken]
             if chunk:
-                size += sum(len(m) for m in chunk)
+                size += int(sizes[taken - 1])
                 next_offset = offset_of(chunk[-1]) + 1
                 yield Chunk.of(chunk)
             if self.carry:
@@ -429,6 +428,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_SECOND = itemgetter(1)  # of Message.timestamp(): (timestamp type, milliseconds)
+
+
 @dataclass
 class Chunk:
     """Consecutive messages of one partition, with their values and Kafka timestamps pulled out
@@ -443,7 +445,7 @@ class Chunk:
         return cls(
             messages,
             list(map(Message.value, messages)),
-            np.fromiter([m.timestamp()[1] for m in messages], dtype=np.int64, count=len(messages)),
+            np.fromiter(map(_SECOND, map(Message.timestamp, messages)), dtype=np.int64, count=len(messages)),
         )
 
     @property

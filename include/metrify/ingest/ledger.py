@@ -53,19 +53,24 @@ class Ledger:
     committed: int | None = None
     pending: list[Any] | None = None
     batches: list[list[Any]] = field(default_factory=list)
+    _path: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def path(self) -> ObjectStoragePath:
+        """The ledger's file (`ledger_path`), built once: a drain reads and writes it per batch."""
+        if self._path is None:
+            self._path = ledger_path(self.root, self.topic, self.partition)
+        return self._path
 
     @classmethod
     def read(cls, root: ObjectStoragePath, topic: str, partition: int) -> Ledger:
-        found = lake.read_json(ledger_path(root, topic, partition)) or {}
-        return cls(
-            root,
-            topic,
-            partition,
-            generation=int(found.get("generation", 0)),
-            committed=found.get("committed"),
-            pending=found.get("pending"),
-            batches=[list(b) for b in found.get("batches", [])],
-        )
+        ledger = cls(root, topic, partition)
+        found = lake.read_json(ledger.path) or {}
+        ledger.generation = int(found.get("generation", 0))
+        ledger.committed = found.get("committed")
+        ledger.pending = found.get("pending")
+        ledger.batches = [list(b) for b in found.get("batches", [])]
+        return ledger
 
     @classmethod
     def claim(cls, root: ObjectStoragePath, topic: str, partition: int) -> Ledger:
@@ -86,12 +91,12 @@ class Ledger:
                 "batches": self.batches,
                 "written_at": datetime.now(UTC).isoformat(),
             },
-            ledger_path(self.root, self.topic, self.partition),
+            self.path,
         )
 
     def check_not_fenced(self) -> None:
         """Raise `FencedError` when a newer drain has claimed the partition since this one did."""
-        current = Ledger.read(self.root, self.topic, self.partition).generation
+        current = int((lake.read_json(self.path) or {}).get("generation", 0))
         if current != self.generation:
             raise FencedError(
                 f"{self.topic}[{self.partition}]: a newer drain (generation {current}) took over this partition from "

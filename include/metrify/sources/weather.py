@@ -108,14 +108,20 @@ def _fetch_city(
         return {pd.Timestamp(r["observed_at"]).floor("h").to_pydatetime(): r for r in records}
     out: dict[datetime, dict[str, Any]] = {}
     history = str(client.endpoint.extra.get("history", "none"))
-    for hour in hours(start, end):
-        if hour + HOUR >= now - LIVE_WINDOW and hour <= now:
+    wanted = hours(start, end)
+    # "current weather" is one observation: it stands for the latest live hour only (given to
+    # two hours, the same observation landed twice); earlier hours come from history
+    live = [hour for hour in wanted if hour + HOUR >= now - LIVE_WINDOW and hour <= now]
+    for hour in wanted:
+        if live and hour == live[-1]:
             out[hour] = openweathermap.fetch_current(client, city.lat, city.lon)
         elif history == "timemachine":
             try:
                 out[hour] = openweathermap.fetch_at(client, city.lat, city.lon, hour)
             except NoDataError:
                 continue  # no observation for that hour: judged like any missing hour
+        elif hour in live:
+            continue  # no history configured: judged like any missing hour
         else:
             raise NotAvailable(
                 f"OpenWeatherMap's current-weather API cannot serve the past hour {hour.isoformat()}; set "

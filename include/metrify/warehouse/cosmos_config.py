@@ -155,3 +155,28 @@ def dbt_task_group(hourly: bool) -> Any:
     )
     producer_first(group)  # WATCHER mode only
     return group
+
+
+#: dbt selector of the forecast models (`stg_load_forecast`, `fct_load_forecast`,
+#: `forecast_accuracy_daily`, tagged `forecast` in their SQL)
+FORECAST_SELECTOR = "tag:forecast"
+
+
+def forecast_task_group() -> Any:
+    """The forecast models only, as a Cosmos task group `dbt_forecast` (run, then tests, per
+    model); every task queues in the warehouse pool. Their other parents (the readings and
+    the registry) were built by `warehouse_daily` and are read as they are."""
+    telemetry_off()
+    from cosmos import DbtTaskGroup
+
+    telemetry_off()
+    group = DbtTaskGroup(
+        group_id="dbt_forecast",
+        project_config=project_config(),
+        profile_config=profile_config(),
+        execution_config=execution_config(),
+        render_config=render_config(select=[FORECAST_SELECTOR]),
+        operator_args={**operator_args(hourly=False), "pool": pool()},
+    )
+    producer_first(group)  # WATCHER mode only
+    return group

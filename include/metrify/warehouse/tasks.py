@@ -193,3 +193,40 @@ def report(context: dict[str, Any] | None = None) -> dict[str, Any]:
     result = {"tables": tables, "unregistered_meters": unknown.as_dict()}
     log.info("warehouse holds: %s", result)
     return result
+
+
+def load_forecast_day(day: Date, settings: Settings | None = None) -> dict[str, Any]:
+    """`forecast_load`: replace the landed forecast of target `day` in `raw.load_forecast`
+    (DuckDB or Snowflake, as `load_lake_for_transform` does); returns what it loaded.
+
+    Fails, naming the file, when the forecast task landed nothing for `day` (it always writes a
+    file, possibly with no rows, so a missing file means the lake is not where the load looks).
+    """
+    from metrify.contracts.forecast import LOAD_FORECAST_WAREHOUSE_TABLE
+
+    settings = settings or load_settings()
+    source = SOURCES[LOAD_FORECAST_WAREHOUSE_TABLE]
+    root = lake.lake_root(settings)
+    if not lake.list_files(source.lake_dir(root) / f"date={day:%Y-%m-%d}"):
+        raise FileNotFoundError(
+            f"no landed load forecast for {day} under {source.lake_dir(root)}/date={day:%Y-%m-%d}/: "
+            "the forecast task writes it first; check that it succeeded and that the lake is readable from here"
+        )
+    if settings.warehouse_target == "snowflake":
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
+
+        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
+            report = sync_snowflake(conn.cursor(), root, tables=[source.table], days=[day])
+    else:
+        report = sync(tables=[source.table], days=[day], settings=settings)
+    result = {
+        "target_date": day.isoformat(),
+        "table": f"raw.{source.table}",
+        "intervals_loaded": len(report.loaded),
+        "intervals_unchanged": report.unchanged,
+        "rows_loaded": report.rows,
+    }
+    log.info("forecast warehouse load: %s", result)
+    return result

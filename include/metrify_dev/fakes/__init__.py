@@ -96,6 +96,22 @@ class World:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
+def _owm_main(row: pd.Series, converted: dict[str, Any]) -> dict[str, Any]:
+    """OpenWeatherMap's `main` block, as its current-weather and forecast answers both carry it."""
+    pressure = int(round(row["pressure_hpa"]))
+    temp = converted["temp"]
+    return {
+        "temp": temp,
+        "feels_like": temp,
+        "temp_min": temp,
+        "temp_max": temp,
+        "pressure": pressure,
+        "humidity": row["humidity_percent"],
+        "sea_level": pressure,
+        "grnd_level": pressure,
+    }
+
+
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
 
@@ -643,16 +659,7 @@ class OpenWeatherMapApi(FakeApi):
                     "coord": {"lon": lon, "lat": lat},
                     "weather": [{"id": 803, "main": "Clouds", "description": "broken clouds", "icon": "04d"}],
                     "base": "stations",
-                    "main": {
-                        "temp": c["temp"],
-                        "feels_like": c["temp"],
-                        "temp_min": c["temp"],
-                        "temp_max": c["temp"],
-                        "pressure": int(round(row["pressure_hpa"])),
-                        "humidity": int(round(row["humidity_percent"])),
-                        "sea_level": int(round(row["pressure_hpa"])),
-                        "grnd_level": int(round(row["pressure_hpa"])),
-                    },
+                    "main": {**_owm_main(row, c), "humidity": int(round(row["humidity_percent"]))},
                     "visibility": int(min(10000, row["visibility_m"])),
                     "wind": {"speed": c["wind"], "deg": int(row["wind_direction_degrees"])},
                     "clouds": {"all": int(row["cloud_cover_percent"])},
@@ -710,17 +717,7 @@ class OpenWeatherMapApi(FakeApi):
             items.append(
                 {
                     "dt": int(ts.timestamp()),
-                    "main": {
-                        "temp": c["temp"],
-                        "feels_like": c["temp"],
-                        "temp_min": c["temp"],
-                        "temp_max": c["temp"],
-                        "pressure": int(round(row["pressure_hpa"])),
-                        "sea_level": int(round(row["pressure_hpa"])),
-                        "grnd_level": int(round(row["pressure_hpa"])),
-                        "humidity": row["humidity_percent"],
-                        "temp_kf": 0,
-                    },
+                    "main": {**_owm_main(row, c), "temp_kf": 0},
                     "weather": [{"id": 803, "main": "Clouds", "description": "broken clouds", "icon": "04d"}],
                     "clouds": {"all": int(row["cloud_cover_percent"])},
                     "wind": {"speed": c["wind"], "deg": int(row["wind_direction_degrees"]), "gust": c["wind"]},

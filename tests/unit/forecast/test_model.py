@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import date, timedelta
 
+import holidays
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +113,80 @@ def test_forecast_does_not_depend_on_values_after_the_history() -> None:
     # and the lags used reach back at least the gap: the short lag of a target quarter-hour is in the history
     idx = target_index(date(2026, 11, 22))
     assert (idx - 2 * pd.Timedelta(days=1) < cutoff).all()
+
+
+def test_day_types_treat_a_public_holiday_as_a_sunday() -> None:
+    holidays = model._holidays({2026})
+    days = [date(2026, 12, 24), date(2026, 12, 25), date(2026, 12, 26), date(2026, 12, 27), date(2026, 12, 19)]
+    # Thu Christmas Eve is a workday, Fri Christmas Day and Sat Boxing Day are holidays, Sun, a plain Saturday
+    assert list(model._day_types(days, holidays)) == [0, 2, 2, 2, 1]
+
+
+def _holiday_load(first: date, last: date) -> tuple[pd.Series, pd.Series]:
+    """`_load` with Sundays and public holidays at 0.6 of a workday and Saturdays at 0.8 (the BDEW day types)."""
+    load, temp = _load(first, last)
+    local = load.index.tz_convert(BERLIN)
+    public = set(holidays.Germany(years=[first.year, last.year], categories=("public",)))
+    sunday_or_holiday = (local.day_of_week == 6) | np.array([d in public for d in local.date])
+    factor = np.where(sunday_or_holiday, 0.6, np.where(local.day_of_week == 5, 0.8, 1.0))
+    weekend = np.where(local.day_of_week >= 5, 0.8, 1.0)
+    return load / weekend * factor, temp
+
+
+def test_reference_of_a_holiday_is_the_last_sundays_and_holidays() -> None:
+    load, temp = _holiday_load(date(2026, 10, 1), date(2026, 12, 23))
+    idx = target_index(date(2026, 12, 25))
+    features = model._features(load, temp, idx, 2, model._holidays({2026}))
+    sundays = [date(2026, 12, 20), date(2026, 12, 13), date(2026, 12, 6)]
+    expected = np.mean([load.reindex(target_index(d)).to_numpy() for d in sundays], axis=0)
+    np.testing.assert_allclose(features["scale"].to_numpy(), expected)
+    assert (features["day_type"] == 2).all() and (features["lag_week_day_type"] == 0).all()
+
+
+def test_a_holiday_is_forecast_like_a_sunday_not_like_last_week() -> None:
+    day = date(2026, 12, 25)  # a Friday
+    load, temp = _holiday_load(date(2026, 9, 1), day)
+    history = load[load.index < target_index(day - timedelta(days=1))[0]]
+    result = forecast_day(history, temp, day)
+    actual = load.reindex(target_index(day)).to_numpy()
+    assert (result["method"] == "model").all()
+    naive_error = np.abs(seasonal_naive(history, day).to_numpy() - actual).mean()
+    model_error = np.abs(result["p50_kwh"].to_numpy() - actual).mean()
+    assert model_error < 0.3 * naive_error
+    assert abs(result["p50_kwh"].sum() / actual.sum() - 1) < 0.05
+
+
+def test_a_trained_model_is_reused_for_later_days_with_their_own_history() -> None:
+    load, temp = _load(date(2026, 9, 1), date(2026, 11, 30))
+    day = date(2026, 11, 22)
+    history = load[load.index < target_index(day - timedelta(days=1))[0]]
+    trained = model.train_model(history, temp, lag_days=model.lag_days_for(history, day))
+    # the composition is forecast_day
+    pd.testing.assert_frame_equal(model.predict_day(trained, history, temp, day), forecast_day(history, temp, day))
+    later = date(2026, 11, 26)
+    later_history = load[load.index < target_index(later - timedelta(days=1))[0]]
+    result = model.predict_day(trained, later_history, temp, later)
+    actual = load.reindex(target_index(later)).to_numpy()
+    assert np.abs(result["p50_kwh"].to_numpy() - actual).mean() < 0.05 * actual.mean()
+    # the lags must match the training's, and the history must reach the training data's end
+    with pytest.raises(ValueError, match="trained for 2"):
+        model.predict_day(trained, later_history, temp, later + timedelta(days=1))
+    earlier_history = load[load.index < target_index(day - timedelta(days=2))[0]]
+    with pytest.raises(ValueError, match="before the model's training data"):
+        model.predict_day(trained, earlier_history, temp, day - timedelta(days=1))
+
+
+def test_calibration_rows_carry_a_day_level_temperature_forecast_error() -> None:
+    load, temp = _load(date(2026, 9, 1), date(2026, 11, 20))
+    idx = load.index[-96 * 14 :]
+    cal = model._features(load, temp, idx, 2, model._holidays({2026}))
+    shifted = model._with_forecast_error(cal)
+    assert len(shifted) == model.CALIBRATION_DRAWS * len(cal)
+    shift = shifted["day_temperature"].to_numpy() - np.tile(cal["day_temperature"].to_numpy(), model.CALIBRATION_DRAWS)
+    per_day = shift.reshape(model.CALIBRATION_DRAWS * 14, 96)
+    assert np.allclose(per_day, per_day[:, :1])  # one error per day, as a forecast is off all day
+    assert 0.6 * model.FORECAST_TEMPERATURE_ERROR_K < per_day[:, 0].std() < 1.5 * model.FORECAST_TEMPERATURE_ERROR_K
+    copies = pd.concat([cal] * model.CALIBRATION_DRAWS)
+    np.testing.assert_allclose(shifted["temperature"].to_numpy() - copies["temperature"].to_numpy(), shift)
+    # the load features stay as observed
+    assert (shifted["reference_level"].to_numpy() == copies["reference_level"].to_numpy()).all()

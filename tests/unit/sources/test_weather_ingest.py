@@ -110,6 +110,18 @@ def test_live_hour_uses_current_weather_and_past_needs_history(clean_fakes, lake
         _land(clean_fakes, lake_root, "openweathermap", ep=no_history)
 
 
+def test_current_weather_stands_for_one_live_hour_only(clean_fakes, lake_root) -> None:
+    """Two hours within the live window: the one current observation lands in the latest of
+    them, the earlier one comes from history (it landed in both before, as duplicate rows)."""
+    _land(clean_fakes, lake_root, "openweathermap", start=NOW - timedelta(hours=2), end=NOW)
+    paths = [r.path for r in clean_fakes["openweathermap"].requests]
+    assert paths.count("/data/2.5/weather") == len(CITIES), paths
+    assert paths.count("/data/3.0/onecall/timemachine") == len(CITIES), paths
+    frame = _raw(lake_root, "openweathermap")
+    assert not frame.duplicated(["city", "observed_at"]).any(), frame[["city", "observed_at", "hour"]]
+    assert len(frame) == 2 * len(CITIES)
+
+
 def test_backfilling_the_same_hours_twice_gives_the_same_partitions(clean_fakes, lake_root) -> None:
     for source in ("dwd", "openweathermap"):
         _land(clean_fakes, lake_root, source)
