@@ -2,9 +2,9 @@
 ### Lake retention, daily
 
 Removes the `date=` partitions older than each layer's retention
-(`METRIFY_RETENTION_DAYS_RAW`, `_QUARANTINE`, `_VALIDATED`, `_ANOMALIES`, `_QUALITY`; 0 keeps a
-layer forever) from every dataset of the layer, and records what it removed in
-`_audit/retention/`. State and audit folders (`_state/`, `_quality/`, `_audit/`) are never
+(`METRIFY_RETENTION_DAYS_RAW`, `_QUARANTINE`, `_VALIDATED`, `_SUBSTITUTED`, `_ANOMALIES`,
+`_QUALITY`, `_FORECAST`; 0 keeps a layer forever) from every dataset of the layer, and records
+what it removed in `_audit/retention/`. State and audit folders (`_state/`, `_quality/`, `_audit/`) are never
 touched. README, section *Personal data*; RUNBOOK.md, section *Erasure and retention*.
 """
 

@@ -1,6 +1,7 @@
-"""Daily warehouse run: re-load the lake intervals of the business day that just ended (the run
-due at 02:30 Europe/Berlin on day D rebuilds day D - 1; each load replaces its interval), then
-build the whole dbt project including the daily metrics. Backfilling this DAG over a date range
+"""Daily warehouse run: fill the missing quarter-hours of the business day that just ended with
+flagged substitute values (`substituted/meter_readings/`), re-load that day's lake intervals
+(the run due at 02:30 Europe/Berlin on day D rebuilds day D - 1; each load replaces its
+interval), then build the whole dbt project including the daily metrics. Backfilling this DAG over a date range
 (UI, or `airflow backfill create --dag-id warehouse_daily --from-date ... --to-date ...
 --max-active-runs 1`; the dates select the runs' logical dates) rebuilds those days identically.
 
@@ -37,6 +38,14 @@ from metrify.warehouse.wiring import build_warehouse
 )
 def warehouse_daily():
     @task
+    def substitute_gaps(data_interval_start=None, data_interval_end=None) -> dict:
+        """Fill the rebuilt business day's missing quarter-hours with flagged substitute values
+        (substituted/meter_readings/date=<day>/; blocked hours stay unfilled, counts in the log)."""
+        from metrify.warehouse.tasks import substitute_business_days
+
+        return substitute_business_days(data_interval_start, data_interval_end)
+
+    @task
     def reload_day(data_interval_start=None, data_interval_end=None) -> dict:
         """Replace the lake dates of the business day this run rebuilds (the Europe/Berlin day
         before the run's date) in the warehouse's raw schema."""
@@ -44,7 +53,9 @@ def warehouse_daily():
 
         return reload_business_day(data_interval_start, data_interval_end)
 
-    build_warehouse(reload_day(), hourly=False, outlet=WAREHOUSE_METRICS)
+    lake_load = reload_day()
+    substitute_gaps() >> lake_load
+    build_warehouse(lake_load, hourly=False, outlet=WAREHOUSE_METRICS)
 
 
 warehouse_daily()

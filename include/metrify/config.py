@@ -55,11 +55,13 @@ WAREHOUSE_TARGETS = ("duckdb", "snowflake")
 # `METRIFY_RETENTION_DAYS_<LAYER>`; 0 keeps the layer forever. Raw readings must outlive the
 # late-data lookback (the gate judges late hours again from raw: the default grows with a longer
 # `METRIFY_LATE_LOOKBACK_DAYS`, a shorter setting is refused); validated readings are the
-# warehouse's source of record and kept until an operator sets a limit.
+# warehouse's source of record and kept until an operator sets a limit; substitute values complete
+# the validated record's daily totals (flagged) and are kept as long as it.
 RETENTION_DEFAULTS = {
     "raw": 90,
     "quarantine": 90,
     "validated": 0,
+    "substituted": 0,
     "anomalies": 365,
     "quality": 365,
     "forecast": 365,

@@ -4,6 +4,7 @@ by the real quality gate into validated/ (what the warehouse reads)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -165,13 +166,25 @@ def write_anomalies(root, frame: pd.DataFrame) -> int:
     return len(out)
 
 
-def build_lake(root, meters: int = 20, days: int = 2, seed: int = 11, gate: bool = True) -> LakeData:
+def build_lake(
+    root,
+    meters: int = 20,
+    days: int = 2,
+    seed: int = 11,
+    gate: bool = True,
+    drop: Callable[[pd.DataFrame, pd.DataFrame], pd.Series] | None = None,
+) -> LakeData:
     """Simulate `days` days for `meters` meters; write raw readings (with identical and
-    conflicting duplicates), grid status, weather and anomalies; judge them with the gate."""
+    conflicting duplicates), grid status, weather and anomalies; judge them with the gate.
+
+    `drop(readings, registry)` returns a mask of simulated readings that never arrive (gaps for
+    the substitute values); they are left out of `LakeData.readings` too."""
     end = START + timedelta(days=days)
     sim = simulate(SimulationOptions(meters=meters, start=START, end=end, seed=seed))
     frame = sim.readings.copy()
     frame["reading_ts"] = pd.to_datetime(frame["reading_ts"], utc=True)
+    if drop is not None:
+        frame = frame[~drop(frame, sim.registry).to_numpy()]
     # hold back meter 0's readings that close 2026-03-28 02:15..03:00 (hour 02): delivered late
     late_mask = (frame["meter_id"] == sim.registry["meter_id"].iloc[0]) & frame["reading_ts"].between(
         pd.Timestamp("2026-03-28 02:15", tz="UTC"), pd.Timestamp("2026-03-28 03:00", tz="UTC")

@@ -37,3 +37,14 @@ def test_apply_retention_runs_daily() -> None:
     dag = _dag("apply_retention")
     assert dag.schedule == "15 4 * * *" and not dag.catchup
     assert [t.task_id for t in dag.tasks] == ["remove_expired_partitions"]
+
+
+def test_apply_retention_documents_every_layers_setting_the_substituted_one_included() -> None:
+    """On-call reads the DAG's docs to find a layer's setting: each layer with a retention
+    (`metrify.config.RETENTION_DEFAULTS`) is named there, substitute values included."""
+    from metrify.config import RETENTION_DEFAULTS
+
+    doc = _dag("apply_retention").doc_md
+    assert "substituted" in RETENTION_DEFAULTS
+    missing = [layer for layer in RETENTION_DEFAULTS if f"_{layer.upper()}`" not in doc]
+    assert missing == [], f"apply_retention's docs do not name the retention setting of {missing}"

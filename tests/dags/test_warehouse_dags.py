@@ -112,6 +112,17 @@ def test_daily_dag_includes_the_metrics(dagbag):
         assert f"dbt.{model}.run" in ids, model
 
 
+def test_daily_dag_substitutes_the_day_before_it_reloads_it(dagbag):
+    """The day's substitute values are in the lake before the reload copies the day's intervals,
+    and the hourly DAG does not compute them (they need the whole business day)."""
+    dag = dagbag["warehouse_daily.py"][0].dags.get("warehouse_daily")
+    assert dag.get_task("substitute_gaps").downstream_task_ids == {"reload_day"}
+    assert dag.get_task("reload_day").upstream_task_ids == {"substitute_gaps"}
+    assert "dbt.stg_substituted_readings.run" in dag.task_ids
+    transform = dagbag["transform.py"][0].dags.get("transform")
+    assert "substitute_gaps" not in transform.task_ids
+
+
 @pytest.mark.parametrize("name, dag_id", [("transform.py", "transform"), ("warehouse_daily.py", "warehouse_daily")])
 def test_watcher_producer_runs_first_and_every_model_keeps_a_retryable_task(dagbag, name, dag_id):
     """WATCHER (the measured default): one producer task runs `dbt build` after the loads, the

@@ -79,8 +79,16 @@ def test_backfill_from_the_command_line_builds_both_days(warehouse_home, dbt_man
     with duckdb_loader.connect_duckdb() as conn:
         fact = conn.execute(
             "select hour_start, sum(reading_count) as readings, sum(consumption_kwh) as consumption_kwh "
-            f"from marts.fct_meter_readings_hourly where hour_start < timestamp '{end}' group by 1 order by 1"
+            f"from marts.fct_meter_readings_hourly where hour_start < timestamp '{end}' "
+            "group by 1 having sum(reading_count) > 0 order by 1"
         ).df()
+        # the business day 2026-03-28 starts at 23:00 UTC the day before, an hour before the
+        # sample: that hour holds substitute values only, never counted as readings
+        first_hour = conn.execute(
+            "select sum(reading_count), sum(consumption_kwh), sum(substituted_quarter_hours) "
+            "from marts.fct_meter_readings_hourly where hour_start = timestamp '2026-03-27 23:00:00'"
+        ).fetchone()
+    assert first_hour[0] == 0 and first_hour[1] == 0 and first_hour[2] > 0
     assert len(expected) == 46  # 2026-03-28 00:00 .. 2026-03-29 21:00 UTC
     assert [pd.Timestamp(h) for h in fact["hour_start"]] == list(expected.index)
     assert fact["readings"].tolist() == expected["readings"].tolist()

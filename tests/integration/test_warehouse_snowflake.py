@@ -313,6 +313,47 @@ def test_a_vanished_reading_leaves_the_snowflake_facts(snowflake, tmp_path_facto
     )
 
 
+def test_substitutes_load_through_copy_into_and_stay_apart_in_the_snowflake_facts(snowflake, tmp_path_factory):
+    """The substituted layer on the production loader: the business day 2026-03-28 begins an hour
+    before the sample (23:00 UTC the day before), so every registered meter has four missing
+    quarter-hours; their substitutes are COPied in (twice: the reload replaces), and after a
+    build the facts carry them beside the measured energy, which still reconciles with validated/."""
+    from metrify.substitution.daily import substitute_business_day, substitutes_path
+    from metrify.warehouse import reconcile
+
+    cursor = snowflake["cursor"]
+    root = snowflake["root"]
+    day = pd.Timestamp("2026-03-28").date()
+    summary = substitute_business_day(day, snowflake["data"].registry, root=root)
+    in_file = pq.read_table(substitutes_path(root, day).path).to_pandas()
+    assert len(in_file) > 0 and sum(summary["substituted"].values()) == len(in_file)
+    for _ in range(2):
+        report = snowflake_loader.sync_snowflake(cursor, root, tables=["substituted_readings"], days=[day])
+        assert [(r.interval, r.rows) for r in report.loaded] == [("date=2026-03-28", len(in_file))]
+    raw = cursor.execute("select count(*), sum(substitute_kwh) from raw.substituted_readings").fetchone()
+    assert raw[0] == len(in_file) and raw[1] == pytest.approx(in_file["substitute_kwh"].sum())
+
+    result = build(snowflake, tmp_path_factory)
+    assert result.success, result.failures
+    fact = cursor.execute(
+        "select sum(substituted_quarter_hours), sum(substituted_kwh), count_if(substitution_methods is not null) "
+        "from marts.fct_meter_readings_hourly"
+    ).fetchone()
+    assert fact[0] == len(in_file) and fact[1] == pytest.approx(in_file["substitute_kwh"].sum()) and fact[2] > 0
+    daily = cursor.execute(
+        "select sum(substituted_readings), sum(total_kwh) - sum(consumption_kwh) - sum(substituted_kwh) "
+        "from metrics.daily_consumption_metrics where business_date = '2026-03-28'::date"
+    ).fetchone()
+    assert daily[0] == len(in_file) and daily[1] == pytest.approx(0, abs=1e-9)
+    by_hour = "select hour_start, sum(reading_count), sum(consumption_kwh) from marts.fct_meter_readings_hourly"
+    measured = pd.DataFrame(
+        cursor.execute(f"{by_hour} group by 1").fetchall(),
+        columns=["hour_start", "readings", "consumption_kwh"],
+    ).set_index("hour_start")
+    measured.index = pd.DatetimeIndex(measured.index)
+    assert reconcile.compare_hourly(reconcile.lake_hourly_totals(root), measured) == []
+
+
 def test_cosmos_key_pair_profile_connects_dbt(snowflake, tmp_path, monkeypatch):
     """The production profile: Cosmos's SnowflakePrivateKeyPemProfileMapping rendered from the
     connection `snowflake_default` holding a freshly generated private key, and dbt connecting

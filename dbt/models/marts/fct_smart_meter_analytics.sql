@@ -48,6 +48,7 @@ with meter_hours as (
     inner join {{ ref('dim_meters') }} as d on f.meter_id = d.meter_id
     where
         d.is_registered
+        and f.reading_count > 0  -- measured meter-hours only: substitutes are in the hourly fact and daily metrics
         {% if is_incremental() %}
         and f.hour_start in (select affected_hours.hour_start from affected_hours)
         {% endif %}

@@ -1,4 +1,7 @@
--- Daily consumption per Europe/Berlin business day, region and load profile.
+-- Daily consumption per Europe/Berlin business day, region and load profile: measured energy
+-- (`consumption_kwh`, from validated readings) and substituted energy (`substituted_kwh`, flagged
+-- substitute values of missing quarter-hours) side by side, never mixed; `total_kwh` adds them.
+-- A meter whose day holds substitutes only counts among the meters (it was due), with no readings.
 with hours as (
     select
         f.*,
@@ -17,8 +20,10 @@ meter_days as (
         load_profile,
         meter_id,
         sum(consumption_kwh) as consumption_kwh,
+        sum(substituted_kwh) as substituted_kwh,
         sum(export_kwh) as export_kwh,
         sum(reading_count) as reading_count,
+        sum(substituted_quarter_hours) as substituted_readings,
         max(consumption_kwh) as peak_hour_kwh,
         sum(flagged_readings) as flagged_readings
     from hours
@@ -33,7 +38,9 @@ fleet as (
         load_profile,
         count(*) as meters,
         sum(reading_count) as reading_count,
+        sum(substituted_readings) as substituted_readings,
         sum(consumption_kwh) as consumption_kwh,
+        sum(substituted_kwh) as substituted_kwh,
         sum(export_kwh) as export_kwh,
         avg(consumption_kwh) as avg_consumption_kwh_per_meter,
         max(peak_hour_kwh) as max_meter_hour_kwh,
@@ -58,8 +65,11 @@ select
     load_profile,
     meters,
     reading_count,
+    substituted_readings,
     expected_readings,
     consumption_kwh,
+    substituted_kwh,
+    consumption_kwh + substituted_kwh as total_kwh,
     export_kwh,
     consumption_kwh - export_kwh as net_kwh,
     avg_consumption_kwh_per_meter,

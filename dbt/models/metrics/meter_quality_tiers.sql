@@ -1,7 +1,7 @@
 -- Quality tier per meter and business day, from completeness, plausibility flags and
 -- conflicting duplicates of its readings. Completeness is the meter's readings over the
 -- quarter-hours of the business day in the calendar (96; 92 / 100 when the clocks change),
--- not over the hours it reported in.
+-- not over the hours it reported in. Substitute values never count as readings here.
 with days as (
     select
         meter_id,
@@ -12,6 +12,7 @@ with days as (
         sum(flagged_readings) as flagged_readings,
         sum(conflicting_readings) as conflicting_readings
     from {{ ref('fct_meter_readings_hourly') }}
+    where reading_count > 0  -- measured hours only (an hour of substitutes only is not a reported hour)
     group by meter_id, business_date
 ),
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 BERLIN = "Europe/Berlin"
 # Profiles are normalised by demandlib to 1 GWh/year; yearly kWh scale them.
 PROFILE_ANNUAL_KWH = 1_000_000.0
+
+
+def has_profile(load_profile: str) -> bool:
+    """Whether demandlib's `bdew` module has a standard load profile of this class (it has none
+    for heat pumps / electric heating, `WP`: those are temperature-dependent, not standard)."""
+    from demandlib import bdew
+
+    return re.fullmatch(r"[A-Z][0-9]{2}", str(load_profile)) is not None and hasattr(bdew, load_profile)
 
 
 def profile_kw(load_profile: str, interval_starts_utc: pd.DatetimeIndex) -> np.ndarray:

@@ -3,8 +3,9 @@
 A quarter-hour of a business day (Europe/Berlin, by interval start) is missing for an expected
 meter when it has no validated reading. Readings the quality gate quarantined count as missing:
 the quarantine keeps the rejected raw value with its reason, the substitute gives the day a
-complete, flagged total. Quarter-hours of an hour the gate BLOCKED are never filled: the block
-stays visible as a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
+complete, flagged total. Quarter-hours of an hour the gate BLOCKED (a lake hour: the readings
+whose `reading_ts`, the interval end, falls in it) are never filled: the block stays visible as
+a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
 
 Methods, tried per meter and quarter-hour in this order (names in `substitution_method`):
 
@@ -15,14 +16,19 @@ Methods, tried per meter and quarter-hour in this order (names in `substitution_
   those quarter-hours measured; ratio clipped to `LEVEL_RATIO_BOUNDS`).
 * `bdew_profile` - the meter's BDEW standard load profile scaled to its registered `yearly_kwh`.
 
-A quarter-hour neither method can fill (unregistered meter without own history) stays missing
-and is counted in `SubstitutionResult.unfillable_quarter_hours`.
+A quarter-hour neither method can fill stays missing and is counted in
+`SubstitutionResult.unfillable_quarter_hours`, by reason in `unfilled_by_reason`:
+`no_fallback_profile` for a class demandlib has no BDEW profile for (`WP`, heat pumps and
+electric heating: temperature-driven, so no standard profile would be honest; such a meter is
+filled from its own profile once it has `MIN_SAME_WEEKDAY_VALUES` weeks of history), and
+`no_registry_profile` for a meter without load profile or yearly_kwh (unregistered). One such
+meter never fails the day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import timedelta
 
@@ -30,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from metrify.contracts.calendar import BUSINESS_TIMEZONE
-from metrify.substitution.bdew import profile_kwh
+from metrify.contracts.substitutes import UNFILLED_NO_FALLBACK, UNFILLED_NO_PROFILE
+from metrify.substitution.bdew import has_profile, profile_kwh
 
 # --- thresholds of the method, defined once ---
 OWN_PROFILE_WEEKS = 4
@@ -54,6 +61,7 @@ class SubstitutionResult:
     substitutes: pd.DataFrame  # SUBSTITUTE_COLUMNS; reading_ts = interval end (UTC), as readings
     blocked_quarter_hours: int
     unfillable_quarter_hours: int
+    unfilled_by_reason: dict[str, int] = field(default_factory=dict)  # UNFILLED_NO_FALLBACK / _NO_PROFILE
 
 
 def history_start(day: Date) -> Date:
@@ -99,7 +107,8 @@ def substitute_day(
 
     `history` holds validated readings (meter_id, reading_ts = interval end UTC, consumption_kwh)
     of `day` and at least `OWN_PROFILE_WEEKS` weeks before it; `blocked_hours_utc` are the UTC
-    hour starts the quality gate blocked. A rerun with the same inputs gives the same frame.
+    lake hours the quality gate blocked (partitions by reading_ts, the interval end). A rerun
+    with the same inputs gives the same frame.
     """
     for column in ("meter_id", "load_profile", "yearly_kwh"):
         if column not in meters.columns:
@@ -121,7 +130,9 @@ def substitute_day(
     missing = grid[~pd.MultiIndex.from_frame(grid).isin(have)].reset_index(drop=True)
 
     blocked = {pd.Timestamp(h).tz_convert("UTC").floor("h") for h in blocked_hours_utc}
-    is_blocked = missing["start"].dt.floor("h").isin(blocked) if blocked else pd.Series(False, index=missing.index)
+    # the gate judges lake hours, which hold the readings ENDING in them (reading_ts)
+    blocked_qh = (missing["start"] + QUARTER_HOUR).dt.floor("h").isin(blocked)
+    is_blocked = blocked_qh if blocked else pd.Series(False, index=missing.index)
     n_blocked = int(is_blocked.sum())
     missing = missing[~is_blocked].reset_index(drop=True)
     if missing.empty:
@@ -153,7 +164,10 @@ def substitute_day(
     # fallback: BDEW profile scaled to yearly_kwh
     info = meters.set_index("meter_id")[["load_profile", "yearly_kwh"]]
     todo = missing[~own].join(info, on="meter_id")
-    todo = todo[todo["load_profile"].notna() & todo["yearly_kwh"].notna()]
+    has_class = todo["load_profile"].notna() & todo["yearly_kwh"].notna()
+    fallback = has_class & todo["load_profile"].map(lambda p: isinstance(p, str) and has_profile(p)).astype(bool)
+    unfilled = {UNFILLED_NO_PROFILE: int((~has_class).sum()), UNFILLED_NO_FALLBACK: int((has_class & ~fallback).sum())}
+    todo = todo[fallback]
     for load_profile, rows in todo.groupby("load_profile"):
         shape = pd.Series(profile_kwh(str(load_profile), 1.0, starts), index=starts)
         per_kwh = shape.reindex(pd.DatetimeIndex(rows["start"])).to_numpy()
@@ -170,7 +184,7 @@ def substitute_day(
             "substitution_method": filled["substitution_method"].astype(str),
         }
     ).sort_values(["meter_id", "reading_ts"], ignore_index=True)
-    return SubstitutionResult(out, n_blocked, unfillable)
+    return SubstitutionResult(out, n_blocked, unfillable, {k: v for k, v in unfilled.items() if v})
 
 
 def _empty() -> pd.DataFrame:

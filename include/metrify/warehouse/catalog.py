@@ -2,10 +2,12 @@
 
 The warehouse reads what the quality gate let through and nothing else: meter readings, grid
 status and weather from `validated/` (an interval the gate blocked has no file there), anomaly
-findings from `anomalies/`, and the day-ahead load forecast from `forecast/load_forecast/`
-(aggregates per region and control area, no meter ids). An *interval* is one lake partition:
-`date=YYYY-MM-DD/hour=HH` for meter readings (the gate judges hours), `date=YYYY-MM-DD` for grid
-status, weather and anomalies, and the forecast's target local day for the load forecast.
+findings from `anomalies/`, flagged substitute values from `substituted/` (kept apart from the
+measured readings all the way to the metrics), and the day-ahead load forecast from
+`forecast/load_forecast/` (aggregates per region and control area, no meter ids). An *interval*
+is one lake partition: `date=YYYY-MM-DD/hour=HH` for meter readings (the gate judges hours),
+`date=YYYY-MM-DD` for grid status, weather, anomalies and substitutes (whose date is the
+business day), and the forecast's target local day for the load forecast.
 Loading an interval replaces it (`duckdb_loader`, `snowflake_loader`), so loading twice (or a
 month later) gives the same rows. Column names come from the contracts; each is loaded with a
 logical type that maps to DuckDB and Snowflake (`TYPES`). Timestamps are stored as UTC without
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from metrify import lake, validate
-from metrify.contracts import anomalies, forecast, grid, readings, registry, verdicts, weather
+from metrify.contracts import anomalies, forecast, grid, readings, registry, substitutes, verdicts, weather
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -133,6 +135,15 @@ SOURCES: dict[str, Source] = {
             forecast.LOAD_FORECAST_DATASET,
             columns_of(forecast.LOAD_FORECAST_SCHEMA),
             ts_column="interval_start",
+            hourly=False,
+        ),
+        # substitute values of missing quarter-hours, one partition per business day (warehouse_daily)
+        Source(
+            "substituted_readings",
+            substitutes.LAYER,
+            substitutes.DATASET,
+            columns_of(substitutes.SUBSTITUTE_SCHEMA),
+            ts_column="reading_ts",
             hourly=False,
         ),
     )

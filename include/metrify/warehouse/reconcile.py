@@ -1,4 +1,9 @@
-"""Reconciliation of the warehouse facts with the lake, hour by hour, in count and kWh."""
+"""Reconciliation of the warehouse facts with the lake, hour by hour, in count and kWh.
+
+Only the facts' MEASURED part (`reading_count`, `consumption_kwh`) is compared with validated/:
+substitute values (`substituted_kwh`, `substituted_quarter_hours`) are not readings, and one that
+leaked into the measured columns shows up here as a mismatch. An hour of substitutes only has
+no readings on either side."""
 
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ def lake_hourly_totals(root: ObjectStoragePath | None = None, days: Iterable[Dat
 
 
 def reconcile(settings: Settings | None = None, tolerance_kwh: float = 1e-6) -> list[dict[str, Any]]:
-    """Hours where the DuckDB fact disagrees with validated/ (count or kWh); empty when they agree."""
+    """Hours where the DuckDB fact's measured part disagrees with validated/ (count or kWh);
+    empty when they agree."""
     settings = settings or load_settings()
     lake_totals = lake_hourly_totals(lake.lake_root(settings))
     with duckdb_session(None, settings) as db:

@@ -139,6 +139,23 @@ def reload_business_day(data_interval_start: Any, data_interval_end: Any) -> dic
     return {"business_days": [str(d) for d in business], **load_lake_for_transform(days=utc_days)}
 
 
+def substitute_business_days(data_interval_start: Any, data_interval_end: Any) -> dict[str, Any]:
+    """`warehouse_daily`, before the reload: land the substitute values of the business day(s)
+    the run rebuilds under `substituted/meter_readings/date=<day>/` (`metrify.substitution.daily`;
+    each day's file is replaced, so a rerun or backfill gives the same rows)."""
+    from metrify.substitution.daily import substitute_business_day
+
+    settings = load_settings()
+    business, _ = daily_run_days(data_interval_start, data_interval_end)
+    registry = read_registry(conn_id=settings.registry_conn_id)
+    if registry.empty:
+        raise RuntimeError(
+            f"the meter registry in PostgreSQL ({settings.registry_conn_id}, table {REGISTRY_TABLE}) is empty: "
+            "no meter is expected, so no gap could be found; check the registry and its connection"
+        )
+    return {str(day): substitute_business_day(day, registry, settings) for day in business}
+
+
 def load_registry_for_transform(settings: Settings | None = None) -> int:
     """Copy the meter registry from PostgreSQL into the warehouse; returns its rows."""
     settings = settings or load_settings()

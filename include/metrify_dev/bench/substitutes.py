@@ -64,7 +64,12 @@ def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
         hidden = hidden[hidden].index.to_frame(index=False)
         key = pd.MultiIndex.from_frame(truth[["meter_id", "reading_ts"]])
         measured = truth[~key.isin(pd.MultiIndex.from_frame(hidden))]
-        subs = pd.concat([substitute_day(day, registry, measured).substitutes for day in days], ignore_index=True)
+        daily = [substitute_day(day, registry, measured) for day in days]
+        subs = pd.concat([d.substitutes for d in daily], ignore_index=True)
+        unfilled: dict[str, int] = {}
+        for d in daily:
+            for reason, n in d.unfilled_by_reason.items():
+                unfilled[reason] = unfilled.get(reason, 0) + n
         filled = subs.merge(truth, on=["meter_id", "reading_ts"], suffixes=("_sub", "_true"))
         gapped = sorted(set(hidden["meter_id"]))
         sub_month = (
@@ -82,6 +87,11 @@ def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
             "meters_with_gaps": len(gapped),
             "monthly_error_median": round(float(rel.median()), 5),
             "monthly_error_p95": round(float(rel.quantile(0.95)), 5),
+            "monthly_error_p95_by_profile": {
+                str(k): round(float(v.quantile(0.95)), 5)
+                for k, v in rel.groupby(registry.set_index("meter_id")["load_profile"].reindex(rel.index))
+            },
+            "left_unfilled": dict(sorted(unfilled.items())),
             "quarter_hour_mae_kwh": round(
                 float((filled["consumption_kwh_sub"] - filled["consumption_kwh_true"]).abs().mean()), 5
             ),

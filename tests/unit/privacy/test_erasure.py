@@ -20,7 +20,7 @@ import pytest
 
 from metrify import lake, redaction
 from metrify.config import load_settings
-from metrify.contracts import anomalies, readings, registry
+from metrify.contracts import anomalies, readings, registry, substitutes
 from metrify.privacy import erasure
 from metrify.privacy.tasks import meter_id_from_conf
 from metrify.quality.scores import SCORE_SCHEMA
@@ -111,6 +111,19 @@ def score_table() -> pa.Table:
     )  # fmt: skip
 
 
+def substitutes_table() -> pa.Table:
+    """Substitute values: two of the erased meter's quarter-hours, one of the other's."""
+    return pa.Table.from_pylist(
+        [
+            {"meter_id": m, "business_date": START.date(), "interval_start": START + timedelta(minutes=15 * i),
+             "reading_ts": START + timedelta(minutes=15 * (i + 1)), "substitute_kwh": 0.1, "method": "bdew_profile",
+             "gap_reason": "no_reading", "computed_at": START}
+            for i, m in enumerate((GONE, GONE, STAYS))
+        ],
+        schema=substitutes.SUBSTITUTE_SCHEMA,
+    )  # fmt: skip
+
+
 def registry_frame(meters: tuple[str, ...] = (GONE, STAYS)) -> pd.DataFrame:
     rows = [
         {"meter_id": m, "load_profile": "H25", "postal_code": "10115", "city": "Berlin", "region": "BE",
@@ -132,6 +145,7 @@ def build_lake(root: Any) -> dict[str, str]:
         "anomalies": f"anomalies/meter_readings/date={DAY}/meter_readings_anomalies.parquet",
         "scores": f"quality/meter_day_scores/date={DAY}/meter_day_scores.parquet",
         "grid": f"validated/grid_status/date={DAY}/validated.parquet",
+        "substituted": f"substituted/meter_readings/date={DAY}/substitutes.parquet",
     }
     gate_schema = pa.unify_schemas(
         [readings.RAW_SCHEMA, pa.schema([("reason", pa.string()), ("gated_at", pa.timestamp("us", tz="UTC"))])]
@@ -145,6 +159,7 @@ def build_lake(root: Any) -> dict[str, str]:
         "anomalies": anomaly_table(),
         "scores": score_table(),
         "grid": pa.table({"operator_name": ["TenneT"], "reading_ts": [START], "load_factor": [0.5]}),
+        "substituted": substitutes_table(),
     }
     for name, relative in files.items():
         lake.write_parquet(tables[name], root / relative)
@@ -252,11 +267,16 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
         "quarantine/meter_readings_gate",
         "anomalies/meter_readings",
         "quality/meter_day_scores",
+        "substituted/meter_readings",
     }
     assert all(counts[GONE] and counts[STAYS] for counts in wh_before.values() if counts), wh_before
-    assert {"raw.meter_readings", "raw.meter_anomalies", "raw.meter_registry", "marts.fct_meter_readings_hourly"} <= {
-        t for t, c in wh_before.items() if c[GONE]
-    }
+    assert {
+        "raw.meter_readings",
+        "raw.meter_anomalies",
+        "raw.meter_registry",
+        "raw.substituted_readings",
+        "marts.fct_meter_readings_hourly",
+    } <= {t for t, c in wh_before.items() if c[GONE]}
     grid_bytes = (home / files["grid"]).read_bytes()
 
     report = erasure.erase_meter(
@@ -312,7 +332,9 @@ def test_erasing_a_meter_leaves_none_of_its_rows_and_all_of_the_others(world: di
         "quarantine/meter_readings_gate": 1,
         "anomalies/meter_readings": 1,
         "quality/meter_day_scores": 1,
+        "substituted/meter_readings": 2,
     }
+    assert audit["warehouse_tables"]["raw.substituted_readings"] == 2
     assert {f["path"]: f["rows_removed"] for f in audit["lake_files"]}[files["raw"]] == 4
     assert audit["warehouse_tables"]["raw.meter_readings"] == wh_before["raw.meter_readings"][GONE]
     assert audit["registry_rows"] == 1 and audit["gx_files_scrubbed"] == 1
@@ -372,7 +394,7 @@ def test_the_dag_task_body_erases_and_names_a_failure_by_pseudonym(world: dict[s
 
     record = tasks.erase(GONE, "operator", "manual__2", erase_in_registry=False)
     assert GONE not in json.dumps(record) and record["registry_rows"] is None
-    assert record["lake_rows_removed"] == 16 and record["warehouse_rows_removed"] > 0
+    assert record["lake_rows_removed"] == 18 and record["warehouse_rows_removed"] > 0  # 2 of them substitutes
 
     # a warehouse that cannot be opened: the task fails naming the meter by its pseudonym only
     world["settings"].warehouse_path.unlink()

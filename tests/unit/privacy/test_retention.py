@@ -39,10 +39,15 @@ def aged_lake(lake_root: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
             / "validated.parquet",
         )
         lake.write_parquet(table, lake.partition_path(lake_root, "raw", "grid_status", date=day(age)) / "g.parquet")
+        lake.write_parquet(
+            table,
+            lake.partition_path(lake_root, "substituted", "meter_readings", date=day(age)) / "substitutes.parquet",
+        )
     lake.write_json({"status": "passed"}, lake_root / f"_quality/meter_readings/date={day(100)}/hour=00.json")
     monkeypatch.setenv("METRIFY_RETENTION_DAYS_RAW", "37")
     monkeypatch.setenv("METRIFY_RETENTION_DAYS_QUARANTINE", "10")
     monkeypatch.setenv("METRIFY_RETENTION_DAYS_VALIDATED", "0")
+    monkeypatch.setenv("METRIFY_RETENTION_DAYS_SUBSTITUTED", "36")
     return Path(str(lake_root.path))
 
 
@@ -63,6 +68,8 @@ def test_partitions_older_than_each_layers_retention_are_removed(aged_lake: Path
     assert dates(aged_lake / "quarantine" / "meter_readings") == sorted([day(0), day(10)])
     # validated: 0 = kept forever
     assert len(dates(aged_lake / "validated" / "meter_readings")) == 6
+    # substituted: 36 days (its own setting, like any layer)
+    assert dates(aged_lake / "substituted" / "meter_readings") == sorted([day(0), day(10), day(36)])
     # state folders are never touched
     assert (aged_lake / "_quality" / "meter_readings" / f"date={day(100)}" / "hour=00.json").exists()
 
@@ -76,9 +83,12 @@ def test_partitions_older_than_each_layers_retention_are_removed(aged_lake: Path
         f"quarantine/meter_readings/date={day(37)}": 1,
         f"quarantine/meter_readings/date={day(38)}": 1,
         f"quarantine/meter_readings/date={day(100)}": 1,
+        f"substituted/meter_readings/date={day(37)}": 1,
+        f"substituted/meter_readings/date={day(38)}": 1,
+        f"substituted/meter_readings/date={day(100)}": 1,
     }
     audits = list((aged_lake / "_audit" / "retention").glob("*.json"))
-    assert len(audits) == 1 and json.loads(audits[0].read_text())["files_removed"] == 10
+    assert len(audits) == 1 and json.loads(audits[0].read_text())["files_removed"] == 13
 
     again = apply_retention(load_settings(), today=TODAY)  # idempotent
     assert again.removed == []
@@ -102,6 +112,7 @@ def test_retention_defaults() -> None:
         "raw": 90,
         "quarantine": 90,
         "validated": 0,
+        "substituted": 0,  # flagged substitute values complete the validated record: kept as long
         "anomalies": 365,
         "quality": 365,
         "forecast": 365,  # aggregates without meter ids, and their plots
