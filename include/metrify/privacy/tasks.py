@@ -61,16 +61,15 @@ def _erase(
     try:
         registry_cursor = registry_conn.cursor() if registry_conn is not None else None
         if settings.warehouse_target == "snowflake":
-            from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+            from metrify.warehouse.snowflake_loader import snowflake_cursor
 
-            redaction.register_connection(settings.snowflake_conn_id)
-            with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
+            with snowflake_cursor(settings.snowflake_conn_id) as cursor:
                 report = erase_meter(
                     meter_id,
                     requested_by=requested_by,
                     run_id=run_id,
                     settings=settings,
-                    warehouse=conn.cursor(),
+                    warehouse=cursor,
                     warehouse_placeholder="%s",
                     registry_cursor=registry_cursor,
                 )

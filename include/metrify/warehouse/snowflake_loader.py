@@ -13,11 +13,12 @@ and table names) passes a strict pattern of `metrify.validate` first.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date as Date
 from typing import TYPE_CHECKING, Any
 
-from metrify import validate
+from metrify import redaction, validate
 from metrify.warehouse.catalog import (
     RAW_SCHEMA_NAME,
     REGISTRY_COLUMNS,
@@ -41,6 +42,17 @@ if TYPE_CHECKING:
 
 #: One statement and its bind parameters (None: no parameters).
 Statement = tuple[str, tuple[Any, ...] | None]
+
+
+@contextmanager
+def snowflake_cursor(conn_id: str) -> Iterator[Any]:
+    """A cursor on the Snowflake connection `conn_id` (Airflow's hook, key-pair auth); the
+    connection's key and password are registered with the masker first, so they reach no log."""
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    redaction.register_connection(conn_id)
+    with SnowflakeHook(snowflake_conn_id=conn_id).get_conn() as conn:
+        yield conn.cursor()
 
 
 def _schema(database: str | None) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date as Date
 from typing import Any
 
-from metrify import lake, redaction
+from metrify import lake
 from metrify.assets import VALIDATED_GRID_STATUS, VALIDATED_METER_READINGS, VALIDATED_WEATHER
 from metrify.config import Settings, load_settings
 from metrify.contracts.events import ValidatedInterval
@@ -27,7 +27,12 @@ from metrify.warehouse.duckdb_loader import (
     sync,
 )
 from metrify.warehouse.registry import read_registry
-from metrify.warehouse.snowflake_loader import load_registry_snowflake, load_verdicts_snowflake, sync_snowflake
+from metrify.warehouse.snowflake_loader import (
+    load_registry_snowflake,
+    load_verdicts_snowflake,
+    snowflake_cursor,
+    sync_snowflake,
+)
 from metrify.warehouse.unregistered import note_unregistered
 
 log = logging.getLogger(__name__)
@@ -58,12 +63,7 @@ def load_lake_for_transform(days: Iterable[Date] | None = None, settings: Settin
     if settings.warehouse_target == "snowflake":
         if days is None:
             raise ValueError("loading Snowflake needs the days to load (the DAG passes its data interval)")
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
-
-        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
-            cursor = conn.cursor()
+        with snowflake_cursor(settings.snowflake_conn_id) as cursor:
             report = sync_snowflake(cursor, lake.lake_root(settings), days=list(days))
             verdicts = load_verdicts_snowflake(cursor, read_verdicts(lake.lake_root(settings)).to_pandas())
     else:
@@ -166,12 +166,8 @@ def load_registry_for_transform(settings: Settings | None = None) -> int:
             "is empty: every meter would count as unregistered; check the registry and its connection"
         )
     if settings.warehouse_target == "snowflake":
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
-
-        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
-            return load_registry_snowflake(conn.cursor(), frame)
+        with snowflake_cursor(settings.snowflake_conn_id) as cursor:
+            return load_registry_snowflake(cursor, frame)
     return load_registry_duckdb(frame, settings=settings)
 
 
@@ -181,10 +177,8 @@ def report(context: dict[str, Any] | None = None) -> dict[str, Any]:
     such meter once (`metrify.warehouse.unregistered`); an unknown meter never fails the run."""
     settings = load_settings()
     if settings.warehouse_target == "snowflake":
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
-            unknown = note_unregistered(conn.cursor(), "%s", context)
+        with snowflake_cursor(settings.snowflake_conn_id) as cursor:
+            unknown = note_unregistered(cursor, "%s", context)
         tables: dict[str, int] = {}
     else:
         with duckdb_session(None, settings) as db:
@@ -213,12 +207,8 @@ def load_forecast_day(day: Date, settings: Settings | None = None) -> dict[str, 
             "the forecast task writes it first; check that it succeeded and that the lake is readable from here"
         )
     if settings.warehouse_target == "snowflake":
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        redaction.register_connection(settings.snowflake_conn_id)  # key and password reach no log or alert
-
-        with SnowflakeHook(snowflake_conn_id=settings.snowflake_conn_id).get_conn() as conn:
-            report = sync_snowflake(conn.cursor(), root, tables=[source.table], days=[day])
+        with snowflake_cursor(settings.snowflake_conn_id) as cursor:
+            report = sync_snowflake(cursor, root, tables=[source.table], days=[day])
     else:
         report = sync(tables=[source.table], days=[day], settings=settings)
     result = {
