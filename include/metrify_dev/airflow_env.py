@@ -40,8 +40,16 @@ def connections(settings: Settings) -> dict[str, dict[str, Any]]:
 
 # SQLite's own default is to give up on a locked database after 5 s; on a loaded machine a
 # scheduler's transaction can hold the lock longer than that while `airflow backfill create` or
-# `dags unpause` writes beside it (`database is locked`). Read by every local Airflow process.
+# `dags unpause` writes beside it (`database is locked`). Only such one-off commands wait longer
+# (`patient_command_environment`): given to the long-running API server too, a request waiting
+# for the lock stalled it and every task talking to it (seen in the browser tests).
 SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+
+
+def patient_command_environment(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a one-off Airflow command that writes the SQLite metadata database while a
+    scheduler runs: it waits up to `SQLITE_CONNECT_ARGS["timeout"]` s for the lock."""
+    return {**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS"}
 
 
 def duckdb_connection(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
@@ -68,7 +76,6 @@ def environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",

@@ -166,7 +166,7 @@ def backfill(
     interval starts), executed by a short-lived scheduler. `max_active_runs=1`: one day at a time
     (a Backfill's own limit, default 10, not the DAG's; DuckDB has one writer anyway).
     `reprocess`: `none` skips dates that already have a run, `completed`/`failed` re-run them."""
-    from metrify_dev.airflow_env import airflow_command, ensure_db
+    from metrify_dev.airflow_env import airflow_command, ensure_db, patient_command_environment
 
     settings = settings or load_settings()
     ensure_db(settings)
@@ -177,7 +177,12 @@ def backfill(
         with _metadata(settings) as db:
             paused = db.execute("SELECT is_paused FROM dag WHERE dag_id = ?", (dag_id,)).fetchone()[0]
         if paused:  # a paused DAG's backfill runs would never start (new DAGs start unpaused here)
-            subprocess.run(airflow_command("dags", "unpause", dag_id), env=env, check=True, capture_output=True)
+            subprocess.run(
+                airflow_command("dags", "unpause", dag_id),
+                env=patient_command_environment(env),
+                check=True,
+                capture_output=True,
+            )
         created = subprocess.run(
             airflow_command(
                 "backfill",
@@ -193,7 +198,7 @@ def backfill(
                 "--reprocess-behavior",
                 reprocess,
             ),
-            env=env,
+            env=patient_command_environment(env),
             capture_output=True,
             text=True,
         )

@@ -249,6 +249,10 @@ def render_plot(forecast: pd.DataFrame, actual: dict[str, pd.Series], day: Date)
     try:
         for ax, name in zip(axes[:, 0], names, strict=True):
             mine = regions[regions["series"] == name].sort_values("interval_start")
+            if mine.empty:  # no series could be forecast (e.g. no history yet): the task log says why
+                ax.text(0.5, 0.5, "no forecast landed: see the task log", ha="center", transform=ax.transAxes)
+                ax.set_title(f"{day}: no region forecast", fontsize=9)
+                continue
             ts = pd.to_datetime(mine["interval_start"], utc=True).dt.tz_convert(BUSINESS_TIMEZONE)
             ax.fill_between(ts, mine["p10_kwh"], mine["p90_kwh"], alpha=0.3, label="p10-p90", step="post")
             ax.plot(ts, mine["p50_kwh"], label="forecast p50", drawstyle="steps-post")

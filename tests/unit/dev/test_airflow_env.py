@@ -74,7 +74,9 @@ with settings.engine.begin() as connection:
 """
 
 
-def test_local_airflow_waits_out_a_lock_longer_than_sqlites_default(metrify_home: Path, tmp_path: Path) -> None:
+def test_a_command_beside_the_scheduler_waits_out_a_lock_longer_than_sqlites_default(
+    metrify_home: Path, tmp_path: Path
+) -> None:
     """A scheduler's transaction can hold the metadata database for more than SQLite's default 5 s
     on a loaded machine; `airflow backfill create` beside it then failed with `database is locked`."""
     import sqlite3
@@ -83,7 +85,9 @@ def test_local_airflow_waits_out_a_lock_longer_than_sqlites_default(metrify_home
     import time
 
     database = tmp_path / "airflow.db"
-    env = {**airflow_env.environment(load_settings()), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}"}
+    env = airflow_env.patient_command_environment(
+        {**airflow_env.environment(load_settings()), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}"}
+    )
     holder = sqlite3.connect(database, isolation_level=None)
     holder.execute("PRAGMA journal_mode=WAL")  # as Airflow leaves its database
     holder.execute("BEGIN IMMEDIATE")  # the write lock a scheduler's transaction holds

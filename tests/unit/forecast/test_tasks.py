@@ -121,3 +121,12 @@ def test_series_without_history_is_skipped_with_a_log_line(lake_root: Any, caplo
         summary = run_forecast(RUN_START, RUN_START, registry=registry, now=datetime(2026, 11, 26, 3, 30, tzinfo=UTC))
     assert summary["series"] == 5 and summary["rows"] == 4 * 96
     assert any("NO FORECAST" in r.message and "Schleswig-Holstein" in r.message for r in caplog.records)
+
+
+def test_a_run_with_no_history_lands_an_empty_forecast_and_a_plot_saying_so(lake_root: Any) -> None:
+    """A fresh deployment (the local stack's first scheduled run): no series can be forecast; the
+    run still lands the day's (empty) file and a plot instead of failing on an empty frame."""
+    summary = run_forecast(RUN_START, RUN_START, registry=REGISTRY, now=datetime(2026, 11, 26, 3, 30, tzinfo=UTC))
+    assert summary["rows"] == 0
+    assert lake.count_rows(forecast_path(lake_root, TARGET).parent) == 0
+    assert plot_path(lake_root, TARGET).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
