@@ -82,6 +82,28 @@ def build(snowflake, tmp_path_factory):
     return result
 
 
+def _airflow_connects_to_fakesnow(env: dict, monkeypatch) -> None:
+    """Airflow's `snowflake_default` (the hook the task bodies use) points at the fakesnow server."""
+    import json
+
+    connection = {
+        "conn_type": "snowflake",
+        "login": env["SNOWFLAKE_USER"],
+        "password": env["SNOWFLAKE_PASSWORD"],
+        "schema": "ANALYTICS",
+        "extra": {
+            "account": "fakesnow",
+            "database": "METRIFY",
+            "host": env["SNOWFLAKE_HOST"],
+            "port": env["SNOWFLAKE_PORT"],
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
+    connect = snowflake_connector.connect
+    monkeypatch.setattr(snowflake_connector, "connect", lambda **kw: connect(**kw, protocol="http"))  # fakesnow: HTTP
+
+
 def test_copy_into_loads_every_reading_of_record(snowflake):
     cursor = snowflake["cursor"]
     assert set(snowflake["data"].verdicts.values()) == {"passed"}
@@ -117,29 +139,13 @@ def test_reloading_an_interval_replaces_it_in_snowflake(snowflake):
 def test_the_hourly_transform_loads_the_days_the_gate_announced_into_snowflake(snowflake, monkeypatch):
     """`transform`'s load task on the production target, through `snowflake_default` and the
     provider's hook: the days come from the gate's events (it used to raise on every run)."""
-    import json
 
     from metrify.assets import VALIDATED_METER_READINGS
     from metrify.contracts.events import ValidatedInterval
     from metrify.warehouse import tasks as warehouse_tasks
 
     env, cursor = snowflake["env"], snowflake["cursor"]
-    connection = {
-        "conn_type": "snowflake",
-        "login": env["SNOWFLAKE_USER"],
-        "password": env["SNOWFLAKE_PASSWORD"],
-        "schema": "ANALYTICS",
-        "extra": {
-            "account": "fakesnow",
-            "database": "METRIFY",
-            "host": env["SNOWFLAKE_HOST"],
-            "port": env["SNOWFLAKE_PORT"],
-        },
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
-    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
-    connect = snowflake_connector.connect
-    monkeypatch.setattr(snowflake_connector, "connect", lambda **kw: connect(**kw, protocol="http"))  # fakesnow: HTTP
+    _airflow_connects_to_fakesnow(env, monkeypatch)
 
     day = "2026-03-29"
     in_files = sum(
@@ -173,7 +179,6 @@ def test_the_forecast_dag_loads_its_day_into_snowflake(snowflake, monkeypatch):
     """`forecast_load`'s warehouse load on the production target (COPY INTO from the lake stage,
     through `snowflake_default`): the landed forecast of the target day, replaced on a rerun.
     Placed before the dbt builds, so they build the forecast models on these rows."""
-    import json
     from datetime import date
 
     from metrify.contracts.forecast import LOAD_FORECAST_SCHEMA
@@ -182,22 +187,7 @@ def test_the_forecast_dag_loads_its_day_into_snowflake(snowflake, monkeypatch):
     from metrify.warehouse import tasks as warehouse_tasks
 
     env, cursor = snowflake["env"], snowflake["cursor"]
-    connection = {
-        "conn_type": "snowflake",
-        "login": env["SNOWFLAKE_USER"],
-        "password": env["SNOWFLAKE_PASSWORD"],
-        "schema": "ANALYTICS",
-        "extra": {
-            "account": "fakesnow",
-            "database": "METRIFY",
-            "host": env["SNOWFLAKE_HOST"],
-            "port": env["SNOWFLAKE_PORT"],
-        },
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(connection))
-    monkeypatch.setenv("METRIFY_WAREHOUSE_TARGET", "snowflake")
-    connect = snowflake_connector.connect
-    monkeypatch.setattr(snowflake_connector, "connect", lambda **kw: connect(**kw, protocol="http"))  # fakesnow: HTTP
+    _airflow_connects_to_fakesnow(env, monkeypatch)
 
     day = date(2026, 3, 29)  # spring-forward: 92 quarter-hours
     start, end = local_day_bounds(day)
