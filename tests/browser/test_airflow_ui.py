@@ -107,10 +107,7 @@ def test_backfill_the_daily_warehouse_build_from_the_ui(stack, browser, screensh
     known = {r["dag_run_id"] for r in runs(session, stack, "warehouse_daily")}
     login(browser, stack)
     start_backfill_from_ui(browser, stack, "warehouse_daily", "2026/11/20 00:00", "2026/11/20 23:59")
-    wait_for_text(browser, "Backfill")
-    backfills = session.get(f"{stack['url']}/api/v2/backfills", params={"dag_id": "warehouse_daily"}, timeout=10)
-    backfills.raise_for_status()
-    assert backfills.json()["total_entries"] == 1, backfills.json()
+    wait_for_backfill(browser, session, stack, "warehouse_daily")
     # It queues behind the stack's own first transform and warehouse_daily runs: every DuckDB
     # warehouse task shares a one-slot pool (measured here: about 9 minutes in all).
     deadline = time.monotonic() + 1500
@@ -165,6 +162,21 @@ def start_backfill_from_ui(browser, stack: dict, dag_id: str, start: str, end: s
             field.send_keys(value)
         time_field.send_keys(Keys.ENTER)
         browser.find_element(By.XPATH, "//*[normalize-space()='Date Range']").click()  # close the picker
+    wait_for_text(browser, "will be triggered")  # the dry run saw the dates
     wait.until(
         lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Run Backfill' and not(@disabled)]")
     ).click()
+
+
+def wait_for_backfill(browser, session: requests.Session, stack: dict, dag_id: str, timeout: float = 120) -> None:
+    """The UI's request is asynchronous: wait until the API lists exactly one backfill for the
+    DAG; on timeout the message carries what the page says (an error toast, for example)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = session.get(f"{stack['url']}/api/v2/backfills", params={"dag_id": dag_id}, timeout=10)
+        response.raise_for_status()
+        if response.json()["total_entries"] == 1:
+            return
+        time.sleep(2)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    raise AssertionError(f"no backfill of {dag_id} within {timeout:.0f} s: {response.json()}; the page says: {page}")

@@ -9,11 +9,17 @@ a block (they are counted in `SubstitutionResult.blocked_quarter_hours`).
 
 Methods, tried per meter and quarter-hour in this order (names in `substitution_method`):
 
-* `own_profile` - the median of the meter's own measured value at the same local weekday and
-  quarter-hour over the last `OWN_PROFILE_WEEKS` weeks (at least `MIN_SAME_WEEKDAY_VALUES`
-  values), scaled by the meter's recent level: measured energy of the last `LEVEL_DAYS` days
-  divided by the own profile's energy at the same quarter-hours (needs `MIN_LEVEL_COVERAGE` of
-  those quarter-hours measured; ratio clipped to `LEVEL_RATIO_BOUNDS`).
+* `own_profile` - the meter's own profile relative to its class's BDEW standard load profile:
+  each past measured value divided by the standard profile's value of its quarter-hour, the
+  median of those ratios at the same local weekday and quarter-hour over the last
+  `OWN_PROFILE_WEEKS` weeks (at least `MIN_SAME_WEEKDAY_VALUES` values), times the standard
+  profile's value of the missing quarter-hour, scaled by the meter's recent level: measured
+  energy of the last `LEVEL_DAYS` days divided by this profile's energy at the same quarter-hours
+  (needs `MIN_LEVEL_COVERAGE` of those quarter-hours measured; ratio clipped to
+  `LEVEL_RATIO_BOUNDS`). Relative to the standard profile, the profile's changes from month to
+  month and on holidays carry over into the substitute (the 2025 profiles change by month: P25's
+  October quarter-hours average 43 % more than September's). A class without a standard profile
+  (`WP`) or a meter without a class uses its plain measured values.
 * `bdew_profile` - the meter's BDEW standard load profile scaled to its registered `yearly_kwh`.
 
 A quarter-hour neither method can fill stays missing and is counted in
@@ -138,17 +144,22 @@ def substitute_day(
     if missing.empty:
         return SubstitutionResult(_empty(), n_blocked, 0)
 
-    # own profile: median per (meter, weekday, slot) over the last OWN_PROFILE_WEEKS weeks
+    # own profile: median ratio to the standard profile per (meter, weekday, slot) over the last
+    # OWN_PROFILE_WEEKS weeks
     lookback = day_start - pd.Timedelta(weeks=OWN_PROFILE_WEEKS)
     past = hist[(hist["start"] >= lookback) & (hist["start"] < day_start)].reset_index(drop=True)
     past = pd.concat([past, _slot_keys(past["start"], timezone)], axis=1)
-    stats = past.groupby(["meter_id", "weekday", "slot"])["consumption_kwh"].agg(["median", "count"])
-    profile = stats.loc[stats["count"] >= MIN_SAME_WEEKDAY_VALUES, "median"].rename("profile_kwh")
+    standard = _StandardProfiles(meters, pd.date_range(lookback, day_end, freq="15min", inclusive="left"))
+    past["standard"] = standard.at(past)
+    past["ratio"] = past["consumption_kwh"] / past["standard"]
+    stats = past.groupby(["meter_id", "weekday", "slot"])["ratio"].agg(["median", "count"])
+    profile = stats.loc[stats["count"] >= MIN_SAME_WEEKDAY_VALUES, "median"].rename("profile_ratio")
 
     # level: measured energy of the last LEVEL_DAYS days / own profile at the same quarter-hours
     level_start = day_start - pd.Timedelta(days=LEVEL_DAYS)
     recent = past[past["start"] >= level_start].join(profile, on=["meter_id", "weekday", "slot"])
-    recent = recent[recent["profile_kwh"].notna()]
+    recent = recent[recent["profile_ratio"].notna()]
+    recent["profile_kwh"] = recent["profile_ratio"] * recent["standard"]
     sums = recent.groupby("meter_id").agg(
         measured=("consumption_kwh", "sum"), prof=("profile_kwh", "sum"), n=("slot", "size")
     )
@@ -157,8 +168,9 @@ def substitute_day(
 
     missing = pd.concat([missing, _slot_keys(missing["start"], timezone)], axis=1)
     missing = missing.join(profile, on=["meter_id", "weekday", "slot"]).join(level, on="meter_id")
-    own = missing["profile_kwh"].notna() & missing["level"].notna()
-    missing["consumption_kwh"] = np.where(own, missing["profile_kwh"] * missing["level"], np.nan)
+    own = missing["profile_ratio"].notna() & missing["level"].notna()
+    own_kwh = missing["profile_ratio"] * standard.at(missing) * missing["level"]
+    missing["consumption_kwh"] = np.where(own, own_kwh, np.nan)
     missing["substitution_method"] = pd.Series(METHOD_OWN_PROFILE, index=missing.index).where(own)
 
     # fallback: BDEW profile scaled to yearly_kwh
@@ -185,6 +197,26 @@ def substitute_day(
         }
     ).sort_values(["meter_id", "reading_ts"], ignore_index=True)
     return SubstitutionResult(out, n_blocked, unfillable, {k: v for k, v in unfilled.items() if v})
+
+
+class _StandardProfiles:
+    """The BDEW standard profile of each meter's class over a window of quarter-hours, in kWh per
+    quarter-hour and yearly kWh; 1.0 for a meter whose class has none (`WP`) or without a class."""
+
+    def __init__(self, meters: pd.DataFrame, window: pd.DatetimeIndex) -> None:
+        self._class_of = meters.set_index("meter_id")["load_profile"]
+        classes = {c for c in self._class_of.dropna().unique() if isinstance(c, str) and has_profile(c)}
+        self._values = {c: pd.Series(profile_kwh(c, 1.0, window), index=window) for c in sorted(classes)}
+
+    def at(self, frame: pd.DataFrame) -> pd.Series:
+        """The standard value at each row's meter (`meter_id`) and interval start (`start`)."""
+        classes = frame["meter_id"].map(self._class_of)
+        values = pd.Series(1.0, index=frame.index)
+        for name, series in self._values.items():
+            rows = classes == name
+            if rows.any():
+                values[rows] = series.reindex(pd.DatetimeIndex(frame.loc[rows, "start"])).to_numpy()
+        return values
 
 
 def _empty() -> pd.DataFrame:

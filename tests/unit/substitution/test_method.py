@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from metrify.substitution import method
+from metrify.substitution.bdew import profile_kwh
 from metrify.substitution.method import (
     METHOD_BDEW_PROFILE,
     METHOD_OWN_PROFILE,
@@ -54,7 +55,8 @@ def test_own_profile_fills_a_gap_with_the_meters_own_shape() -> None:
     subs = result.substitutes
     assert list(subs["reading_ts"]) == list(gap_ts)
     assert set(subs["substitution_method"]) == {METHOD_OWN_PROFILE}
-    np.testing.assert_allclose(subs["consumption_kwh"], [0.1 + s / 1000 for s in range(40, 44)])
+    # the shape is the meter's own; the H25 standard profile's slow November drift moves it ~1 %
+    np.testing.assert_allclose(subs["consumption_kwh"], [0.1 + s / 1000 for s in range(40, 44)], rtol=0.02)
 
 
 def test_own_profile_is_scaled_to_the_recent_level() -> None:
@@ -65,6 +67,26 @@ def test_own_profile_is_scaled_to_the_recent_level() -> None:
     wed = result.substitutes.iloc[40]["consumption_kwh"]
     assert wed == pytest.approx(2 * (0.1 + 40 / 1000), rel=0.2)
     assert wed > 1.5 * (0.1 + 40 / 1000)
+
+
+def test_own_profile_follows_the_standard_profiles_change_into_a_new_month() -> None:
+    """A PV household (P25) that used exactly its standard profile all September: its 1 October
+    substitutes are October's standard values (about 40 % more than September's), not September's."""
+    day = date(2026, 10, 1)
+    starts = pd.date_range(
+        interval_starts(day - timedelta(weeks=4))[0], interval_starts(day)[0], freq="15min", inclusive="left"
+    )
+    standard = pd.Series(profile_kwh("P25", 4200.0, starts), index=starts)
+    hist = pd.DataFrame(
+        {"meter_id": "m1", "reading_ts": starts + pd.Timedelta(minutes=15), "consumption_kwh": standard.to_numpy()}
+    )
+    result = substitute_day(day, _meters("m1", load_profile="P25", yearly_kwh=4200.0), hist)
+    subs = result.substitutes
+    assert set(subs["substitution_method"]) == {METHOD_OWN_PROFILE}
+    october = profile_kwh("P25", 4200.0, interval_starts(day))
+    np.testing.assert_allclose(subs["consumption_kwh"], october, rtol=1e-9)
+    last_week = standard[standard.index >= interval_starts(day - timedelta(days=7))[0]]
+    assert subs["consumption_kwh"].sum() > 1.2 * last_week.sum() / 7
 
 
 def test_bdew_fallback_without_own_history_scales_to_yearly_kwh() -> None:
