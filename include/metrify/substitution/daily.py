@@ -34,10 +34,11 @@ import pyarrow.parquet as pq
 
 from metrify import lake
 from metrify.config import Settings, load_settings
-from metrify.contracts import readings, substitutes
+from metrify.contracts import readings, substitutes, weather
 from metrify.contracts.calendar import BUSINESS_TIMEZONE
 from metrify.substitution.method import (
     QUARTER_HOUR,
+    day_temperatures,
     expected_meters,
     history_start,
     interval_starts,
@@ -99,12 +100,14 @@ def substitutes_of_day(
     quarantined: pd.DataFrame | None = None,
     blocked_hours_utc: Iterable[pd.Timestamp] = (),
     computed_at: datetime | None = None,
+    temperatures: pd.DataFrame | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """The day's substitutes as a `SUBSTITUTE_SCHEMA` table, and what was counted: expected,
-    measured, gaps by reason, substituted by method, unfilled by reason."""
+    measured, gaps by reason, substituted by method, unfilled by reason. `temperatures` are the
+    cities' daily mean temperatures (`method.day_temperatures`) for heating meters."""
     blocked = list(blocked_hours_utc)
     gaps = find_gaps(day, meters, history, quarantined, blocked)
-    result = substitute_day(day, meters, history, blocked)
+    result = substitute_day(day, meters, history, blocked, day_temperatures=temperatures)
     subs = result.substitutes
     subs = subs.assign(interval_start=pd.to_datetime(subs["reading_ts"], utc=True) - QUARTER_HOUR)
     subs = subs.merge(gaps, on=["meter_id", "interval_start"], how="left", validate="one_to_one")
@@ -163,17 +166,25 @@ def read_quarantined(root: ObjectStoragePath, days: Iterable[Date]) -> pd.DataFr
     return frame[frame["meter_id"].notna() & frame["reading_ts"].notna()]
 
 
-def _read(base: ObjectStoragePath, days: Iterable[Date], columns: list[str]) -> pd.DataFrame:
+def read_weather(root: ObjectStoragePath, days: Iterable[Date]) -> pd.DataFrame:
+    """city, source, observed_at, temperature_celsius of the validated weather of the UTC `days`."""
+    columns = ["city", "source", "observed_at", "temperature_celsius"]
+    return _read(root / "validated" / weather.DATASET, days, columns, time_column="observed_at")
+
+
+def _read(
+    base: ObjectStoragePath, days: Iterable[Date], columns: list[str], time_column: str = "reading_ts"
+) -> pd.DataFrame:
     tables = []
     for day in days:
         for path in lake.list_files(base / f"date={day.isoformat()}"):
             with base.fs.open(path, "rb") as handle:
                 tables.append(pq.read_table(handle, columns=columns))
     if not tables:
-        types = {c: "datetime64[us, UTC]" if c == "reading_ts" else object for c in columns}
+        types = {c: "datetime64[us, UTC]" if c == time_column else object for c in columns}
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})
     frame = pa.concat_tables(tables, promote_options="default").to_pandas()
-    frame["reading_ts"] = pd.to_datetime(frame["reading_ts"], utc=True)
+    frame[time_column] = pd.to_datetime(frame[time_column], utc=True)
     return frame
 
 
@@ -201,9 +212,13 @@ def substitute_business_day(
     settings = settings or load_settings()
     root = root if root is not None else lake.lake_root(settings)
     meters = expected_meters(registry, (), day)
-    history = read_validated(root, _utc_dates(history_start(day), day))
+    window = _utc_dates(history_start(day), day)
+    history = read_validated(root, window)
+    temperatures = day_temperatures(read_weather(root, window))
     today = _utc_dates(day, day)
-    table, summary = substitutes_of_day(day, meters, history, read_quarantined(root, today), blocked_hours(root, today))
+    table, summary = substitutes_of_day(
+        day, meters, history, read_quarantined(root, today), blocked_hours(root, today), temperatures=temperatures
+    )
     path = substitutes_path(root, day)
     lake.write_parquet(table, path)  # one file per day, replaced whole: reruns never duplicate
     summary["file"] = str(path)

@@ -19,7 +19,13 @@ Methods, tried per meter and quarter-hour in this order (names in `substitution_
   `LEVEL_RATIO_BOUNDS`). Relative to the standard profile, the profile's changes from month to
   month and on holidays carry over into the substitute (the 2025 profiles change by month: P25's
   October quarter-hours average 43 % more than September's). A class without a standard profile
-  (`WP`) or a meter without a class uses its plain measured values.
+  (`WP`) or a meter without a class uses its plain measured values. For a `WP` meter (heat pumps
+  and electric heating: load follows the outdoor temperature) the level is the day's, not the last
+  week's, when the day's mean temperature at the meter's city is known (`day_temperatures`): its
+  daily energy over the last `OWN_PROFILE_WEEKS` weeks, fitted by least squares to the heating
+  degrees `HEATING_LIMIT_C` minus the day's mean temperature (at least `MIN_HEATING_FIT_DAYS`
+  complete days with a temperature), predicts the day's energy, and the level is that over the
+  own profile's energy of the day.
 * `bdew_profile` - the meter's BDEW standard load profile scaled to its registered `yearly_kwh`.
 
 A quarter-hour neither method can fill stays missing and is counted in
@@ -43,6 +49,7 @@ import pandas as pd
 
 from metrify.contracts.calendar import BUSINESS_TIMEZONE
 from metrify.contracts.substitutes import UNFILLED_NO_FALLBACK, UNFILLED_NO_PROFILE
+from metrify.contracts.weather import SOURCES as WEATHER_SOURCES
 from metrify.substitution.bdew import has_profile, profile_kwh
 
 # --- thresholds of the method, defined once ---
@@ -51,6 +58,11 @@ MIN_SAME_WEEKDAY_VALUES = 2
 LEVEL_DAYS = 7
 MIN_LEVEL_COVERAGE = 0.5
 LEVEL_RATIO_BOUNDS = (0.5, 2.0)
+HEATING_CLASS = "WP"
+HEATING_LIMIT_C = 15.0  # daily mean outdoor temperature above which a building is not heated
+MIN_HEATING_FIT_DAYS = 14
+MIN_TEMPERATURE_HOURS = 18  # observed hours a local day's mean temperature needs
+DAY_TEMPERATURE_COLUMNS = ("city", "local_date", "temperature_celsius")
 
 METHOD_OWN_PROFILE = "own_profile"
 METHOD_BDEW_PROFILE = "bdew_profile"
@@ -85,15 +97,38 @@ def interval_starts(day: Date, timezone: str = BUSINESS_TIMEZONE) -> pd.Datetime
 def expected_meters(registry: pd.DataFrame, recently_seen: Iterable[str], day: Date) -> pd.DataFrame:
     """Meters expected to report on `day`: active registered meters installed before it, plus meters
     seen in the lake recently (unregistered ones get no load profile). Columns: meter_id,
-    load_profile, yearly_kwh."""
+    load_profile, yearly_kwh, and city when the registry has it."""
     installed = pd.to_datetime(registry["installed_date"]).dt.date
     active = registry[(registry["status"] == "active") & (installed < day)]
-    frame = active[["meter_id", "load_profile", "yearly_kwh"]]
+    columns = ["load_profile", "yearly_kwh", *(["city"] if "city" in registry.columns else [])]
+    frame = active[["meter_id", *columns]]
     seen = sorted(set(recently_seen) - set(frame["meter_id"]))
-    known = registry.set_index("meter_id")[["load_profile", "yearly_kwh"]]
+    known = registry.set_index("meter_id")[columns]
     extra = pd.DataFrame({"meter_id": seen})
     extra = extra.join(known, on="meter_id")
     return pd.concat([frame, extra], ignore_index=True).sort_values("meter_id", ignore_index=True)
+
+
+def day_temperatures(observations: pd.DataFrame, timezone: str = BUSINESS_TIMEZONE) -> pd.DataFrame:
+    """Mean temperature per city and local day (`DAY_TEMPERATURE_COLUMNS`) from hourly weather
+    observations (city, source, observed_at, temperature_celsius; one source per city and hour,
+    in the order of `metrify.contracts.weather.SOURCES`); days with fewer than
+    `MIN_TEMPERATURE_HOURS` observed hours are left out."""
+    frame = observations.dropna(subset=["temperature_celsius"])
+    if frame.empty:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=float if c == "temperature_celsius" else object) for c in DAY_TEMPERATURE_COLUMNS}
+        )
+    rank = {source: i for i, source in enumerate(WEATHER_SOURCES)}
+    frame = frame.assign(
+        observed_at=pd.to_datetime(frame["observed_at"], utc=True),
+        rank=frame["source"].map(rank).fillna(len(rank)),
+    )
+    hourly = frame.sort_values("rank", kind="stable").drop_duplicates(["city", "observed_at"])
+    hourly = hourly.assign(local_date=hourly["observed_at"].dt.tz_convert(timezone).dt.date)
+    days = hourly.groupby(["city", "local_date"])["temperature_celsius"].agg(["mean", "size"]).reset_index()
+    days = days[days["size"] >= MIN_TEMPERATURE_HOURS]
+    return days.rename(columns={"mean": "temperature_celsius"})[list(DAY_TEMPERATURE_COLUMNS)].reset_index(drop=True)
 
 
 def _slot_keys(starts_utc: pd.DatetimeIndex | pd.Series, timezone: str) -> pd.DataFrame:
@@ -108,13 +143,16 @@ def substitute_day(
     history: pd.DataFrame,
     blocked_hours_utc: Iterable[pd.Timestamp] = (),
     timezone: str = BUSINESS_TIMEZONE,
+    day_temperatures: pd.DataFrame | None = None,
 ) -> SubstitutionResult:
     """Substitutes for every missing quarter-hour of the expected `meters` on local `day`.
 
     `history` holds validated readings (meter_id, reading_ts = interval end UTC, consumption_kwh)
     of `day` and at least `OWN_PROFILE_WEEKS` weeks before it; `blocked_hours_utc` are the UTC
-    lake hours the quality gate blocked (partitions by reading_ts, the interval end). A rerun
-    with the same inputs gives the same frame.
+    lake hours the quality gate blocked (partitions by reading_ts, the interval end);
+    `day_temperatures` (`DAY_TEMPERATURE_COLUMNS`: mean °C per city and local day) give heating
+    meters the day's level, when `meters` has a `city` column. A rerun with the same inputs gives
+    the same frame.
     """
     for column in ("meter_id", "load_profile", "yearly_kwh"):
         if column not in meters.columns:
@@ -165,6 +203,9 @@ def substitute_day(
     )
     sums = sums[(sums["n"] >= MIN_LEVEL_COVERAGE * LEVEL_DAYS * 96) & (sums["prof"] > 0)]
     level = (sums["measured"] / sums["prof"]).clip(*LEVEL_RATIO_BOUNDS).rename("level")
+    if day_temperatures is not None and "city" in meters.columns:
+        heating = _heating_levels(day, meters, past, profile, day_temperatures, timezone)
+        level = heating.combine_first(level).rename("level")
 
     missing = pd.concat([missing, _slot_keys(missing["start"], timezone)], axis=1)
     missing = missing.join(profile, on=["meter_id", "weekday", "slot"]).join(level, on="meter_id")
@@ -197,6 +238,52 @@ def substitute_day(
         }
     ).sort_values(["meter_id", "reading_ts"], ignore_index=True)
     return SubstitutionResult(out, n_blocked, unfillable, {k: v for k, v in unfilled.items() if v})
+
+
+def _heating_levels(
+    day: Date,
+    meters: pd.DataFrame,
+    past: pd.DataFrame,
+    profile: pd.Series,
+    day_temperatures: pd.DataFrame,
+    timezone: str,
+) -> pd.Series:
+    """The day's level of each heating-class meter from its daily energy's fit to heating degrees
+    (see the module docstring); meters without enough data are left out (the weekly level holds)."""
+    missing = set(DAY_TEMPERATURE_COLUMNS) - set(day_temperatures.columns)
+    if missing:
+        raise ValueError(f"substitute_day: day_temperatures lacks columns {sorted(missing)}")
+    heating = meters[meters["load_profile"] == HEATING_CLASS].set_index("meter_id")["city"].dropna()
+    temperature = day_temperatures.set_index(["city", "local_date"])["temperature_celsius"]
+    rows = past[past["meter_id"].isin(heating.index)]
+    daily = (
+        rows.assign(local_date=rows["start"].dt.tz_convert(timezone).dt.date)
+        .groupby(["meter_id", "local_date"])
+        .agg(kwh=("consumption_kwh", "sum"), quarter_hours=("slot", "size"))
+        .reset_index()
+    )
+    day_length = {d: len(interval_starts(d, timezone)) for d in daily["local_date"].unique()}
+    daily = daily[daily["quarter_hours"] == daily["local_date"].map(day_length)]  # complete local days only
+    day_slots = _slot_keys(interval_starts(day, timezone), timezone)
+    with_profile = set(profile.index.get_level_values("meter_id"))
+    levels = {}
+    for meter_id, days in daily.groupby("meter_id"):
+        city = heating[meter_id]
+        if (city, day) not in temperature.index or meter_id not in with_profile:
+            continue
+        known = days[[(city, d) in temperature.index for d in days["local_date"]]]
+        if len(known) < MIN_HEATING_FIT_DAYS:
+            continue
+        degrees = np.clip(
+            HEATING_LIMIT_C - temperature.loc[[(city, d) for d in known["local_date"]]].to_numpy(), 0, None
+        )
+        design = np.column_stack([np.ones(len(degrees)), degrees])
+        (base, per_degree), *_ = np.linalg.lstsq(design, known["kwh"].to_numpy(), rcond=None)
+        predicted = base + per_degree * max(HEATING_LIMIT_C - float(temperature.loc[(city, day)]), 0.0)
+        own_day = day_slots.join(profile.loc[meter_id], on=["weekday", "slot"])["profile_ratio"]
+        if own_day.notna().all() and own_day.sum() > 0 and predicted > 0:
+            levels[meter_id] = predicted / own_day.sum()
+    return pd.Series(levels, dtype=float, name="level")
 
 
 class _StandardProfiles:

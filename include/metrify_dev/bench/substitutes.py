@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from metrify.substitution.method import OWN_PROFILE_WEEKS, interval_starts, substitute_day
-from metrify_dev.simulator import SimulationOptions, simulate
+from metrify.contracts.geography import CITIES
+from metrify.substitution.method import OWN_PROFILE_WEEKS, day_temperatures, interval_starts, substitute_day
+from metrify_dev.simulator import SimulationOptions, ambient_weather, simulate
 
 BLOCKS = {"1h": 4, "24h": 96, "7d": 672}
 HIDDEN_SHARE = 0.05
@@ -41,6 +42,23 @@ def _mask(n_meters: int, n_slots: int, block: int, rng: np.random.Generator) -> 
     return mask
 
 
+def _observations(start: datetime, end: datetime, seed: int) -> pd.DataFrame:
+    """Hourly temperatures of every city from the weather model the fake weather APIs serve."""
+    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    frames = [
+        pd.DataFrame(
+            {
+                "city": city.name,
+                "source": "dwd",
+                "observed_at": hours,
+                "temperature_celsius": ambient_weather(hours, city.lat, seed)["temperature_celsius"].to_numpy(),
+            }
+        )
+        for city in CITIES
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
     """The backtest; returns the figures per block length."""
     month_end = (pd.Timestamp(month_start) + pd.offsets.MonthBegin(1)).date()
@@ -49,7 +67,8 @@ def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
     sim_end = interval_starts(month_end)[0].to_pydatetime()
     sim = simulate(SimulationOptions(meters=meters, start=sim_start, end=sim_end, seed=seed))
     truth = sim.readings[["meter_id", "reading_ts", "consumption_kwh"]].copy()
-    registry = sim.registry[["meter_id", "load_profile", "yearly_kwh"]]
+    registry = sim.registry[["meter_id", "load_profile", "yearly_kwh", "city"]]
+    temperatures = day_temperatures(_observations(sim_start, sim_end, seed))
     month_ts = interval_starts(month_start)[0] + pd.Timedelta(minutes=15)
     end_ts = interval_starts(month_end)[0] + pd.Timedelta(minutes=15)
     in_month = (truth["reading_ts"] >= month_ts) & (truth["reading_ts"] < end_ts)
@@ -64,7 +83,7 @@ def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
         hidden = hidden[hidden].index.to_frame(index=False)
         key = pd.MultiIndex.from_frame(truth[["meter_id", "reading_ts"]])
         measured = truth[~key.isin(pd.MultiIndex.from_frame(hidden))]
-        daily = [substitute_day(day, registry, measured) for day in days]
+        daily = [substitute_day(day, registry, measured, day_temperatures=temperatures) for day in days]
         subs = pd.concat([d.substitutes for d in daily], ignore_index=True)
         unfilled: dict[str, int] = {}
         for d in daily:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from metrify import lake
-from metrify.contracts import readings, substitutes
+from metrify.contracts import readings, substitutes, weather
 from metrify.substitution.daily import (
     find_gaps,
     substitute_business_day,
@@ -174,3 +174,46 @@ def test_a_day_without_gaps_gets_an_empty_file_so_the_warehouse_empties_it(lake_
     summary = substitute_business_day(DAY, registry, root=lake_root)
     assert pq.read_table(substitutes_path(lake_root, DAY).path).num_rows == 0
     assert summary["quarter_hours_expected"] == 0
+
+
+def test_a_heat_pumps_missing_day_follows_that_days_temperature_from_the_lake(lake_root: Any) -> None:
+    """A heat pump whose daily energy is 2 kWh plus 1 kWh per heating degree (15 °C minus the day's
+    mean), four weeks of 1-14 °C in Berlin, then a -5 °C day without a reading: the substitutes
+    add up to that day's 22 kWh, read with the city's temperatures from `validated/weather`."""
+    history_days = [DAY - timedelta(days=i) for i in range(28, 0, -1)]
+    temperature = {d: 1.0 + (d.toordinal() * 7 % 14) for d in history_days} | {DAY: -5.0}
+    frames = []
+    for d in history_days:
+        starts = interval_starts(d)
+        kwh = (2.0 + max(15.0 - temperature[d], 0.0)) / len(starts)
+        frames.append(pd.DataFrame({"meter_id": "hp", "reading_ts": starts + QH, "consumption_kwh": kwh}))
+    hist = pd.concat(frames, ignore_index=True)
+    schema = pa.schema([readings.VALIDATED_SCHEMA.field(n) for n in ("meter_id", "reading_ts", "consumption_kwh")])
+    _write(lake_root, "validated", readings.DATASET, hist, schema, "validated.parquet")
+    hours = pd.date_range(interval_starts(history_days[0])[0], interval_starts(DAY)[-1], freq="h")
+    observed = pd.DataFrame(
+        {
+            "city": "Berlin",
+            "source": "dwd",
+            "observed_at": hours,
+            "temperature_celsius": [temperature[h.tz_convert("Europe/Berlin").date()] for h in hours],
+        }
+    )
+    weather_schema = pa.schema([weather.WEATHER_SCHEMA.field(n) for n in observed.columns])
+    for utc_day, part in observed.groupby(observed["observed_at"].dt.strftime("%Y-%m-%d")):
+        path = lake.partition_path(lake_root, "validated", weather.DATASET, date=utc_day) / "validated.parquet"
+        lake.write_parquet(pa.Table.from_pandas(part, schema=weather_schema, preserve_index=False), path)
+    registry = pd.DataFrame(
+        {
+            "meter_id": ["hp"],
+            "load_profile": ["WP"],
+            "yearly_kwh": [7500.0],
+            "city": ["Berlin"],
+            "installed_date": [DAY - timedelta(days=400)],
+            "status": ["active"],
+        }
+    )
+    summary = substitute_business_day(DAY, registry, root=lake_root)
+    frame = pq.read_table(substitutes_path(lake_root, DAY).path).to_pandas()
+    assert summary["substituted"] == {METHOD_OWN_PROFILE: 96}
+    assert frame["substitute_kwh"].sum() == pytest.approx(22.0, rel=1e-6)

@@ -173,3 +173,16 @@ def test_missing_column_is_named() -> None:
 
 def test_thresholds_are_defined_once() -> None:
     assert method.OWN_PROFILE_WEEKS >= method.MIN_SAME_WEEKDAY_VALUES
+
+
+def test_day_temperatures_prefer_dwd_per_hour_and_need_most_hours_of_the_local_day() -> None:
+    berlin_day = pd.date_range("2026-11-17 23:00", periods=24, freq="h", tz="UTC")  # local 18 Nov
+    dwd = pd.DataFrame({"city": "Berlin", "source": "dwd", "observed_at": berlin_day, "temperature_celsius": 4.0})
+    owm = dwd.assign(source="openweathermap", temperature_celsius=9.0)
+    few = pd.DataFrame(  # 17 observed hours of local 18 Nov in Hamburg: too few for a day's mean
+        {"city": "Hamburg", "source": "openweathermap", "observed_at": berlin_day[:17], "temperature_celsius": 1.0}
+    )
+    days = method.day_temperatures(pd.concat([owm, dwd, few]))
+    assert days.to_dict("records") == [{"city": "Berlin", "local_date": DAY, "temperature_celsius": 4.0}]
+    only_owm = method.day_temperatures(owm)
+    assert only_owm["temperature_celsius"].tolist() == [9.0]
