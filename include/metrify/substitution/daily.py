@@ -188,6 +188,21 @@ def _read(
     return frame
 
 
+def _temperatures_or_none(root: ObjectStoragePath, days: list[Date]) -> pd.DataFrame | None:
+    """The cities' daily mean temperatures for heating meters; unreadable weather must not fail
+    every meter's substitutes, so it is logged and heating meters keep their weekly level."""
+    try:
+        return day_temperatures(read_weather(root, days))
+    except (pa.ArrowInvalid, KeyError) as error:
+        log.warning(
+            "substitutes: validated weather of %s..%s unreadable (%s); heating meters use their weekly level",
+            days[0],
+            days[-1],
+            error,
+        )
+        return None
+
+
 def blocked_hours(root: ObjectStoragePath, days: Iterable[Date]) -> list[pd.Timestamp]:
     """UTC hour starts of meter-reading hours the gate blocked (and nobody released) on `days`."""
     from metrify.quality.verdicts import read_verdicts
@@ -214,7 +229,7 @@ def substitute_business_day(
     meters = expected_meters(registry, (), day)
     window = _utc_dates(history_start(day), day)
     history = read_validated(root, window)
-    temperatures = day_temperatures(read_weather(root, window))
+    temperatures = _temperatures_or_none(root, window)
     today = _utc_dates(day, day)
     table, summary = substitutes_of_day(
         day, meters, history, read_quarantined(root, today), blocked_hours(root, today), temperatures=temperatures

@@ -24,8 +24,9 @@ Methods, tried per meter and quarter-hour in this order (names in `substitution_
   week's, when the day's mean temperature at the meter's city is known (`day_temperatures`): its
   daily energy over the last `OWN_PROFILE_WEEKS` weeks, fitted by least squares to the heating
   degrees `HEATING_LIMIT_C` minus the day's mean temperature (at least `MIN_HEATING_FIT_DAYS`
-  complete days with a temperature), predicts the day's energy, and the level is that over the
-  own profile's energy of the day.
+  complete days with a temperature; a fit that falls with the heating degrees is not used),
+  predicts the day's energy, and the level is that over the own profile's energy of the day
+  (clipped to `HEATING_LEVEL_BOUNDS`).
 * `bdew_profile` - the meter's BDEW standard load profile scaled to its registered `yearly_kwh`.
 
 A quarter-hour neither method can fill stays missing and is counted in
@@ -61,6 +62,7 @@ LEVEL_RATIO_BOUNDS = (0.5, 2.0)
 HEATING_CLASS = "WP"
 HEATING_LIMIT_C = 15.0  # daily mean outdoor temperature above which a building is not heated
 MIN_HEATING_FIT_DAYS = 14
+HEATING_LEVEL_BOUNDS = (0.25, 4.0)  # a cold spell may ask far more than the 4-week median day
 MIN_TEMPERATURE_HOURS = 18  # observed hours a local day's mean temperature needs
 DAY_TEMPERATURE_COLUMNS = ("city", "local_date", "temperature_celsius")
 
@@ -110,10 +112,11 @@ def expected_meters(registry: pd.DataFrame, recently_seen: Iterable[str], day: D
 
 
 def day_temperatures(observations: pd.DataFrame, timezone: str = BUSINESS_TIMEZONE) -> pd.DataFrame:
-    """Mean temperature per city and local day (`DAY_TEMPERATURE_COLUMNS`) from hourly weather
-    observations (city, source, observed_at, temperature_celsius; one source per city and hour,
-    in the order of `metrify.contracts.weather.SOURCES`); days with fewer than
-    `MIN_TEMPERATURE_HOURS` observed hours are left out."""
+    """Mean temperature per city and local day (`DAY_TEMPERATURE_COLUMNS`) from weather
+    observations (city, source, observed_at, temperature_celsius): one value per city and clock
+    hour (an observation stands for the hour it falls in, e.g. OpenWeatherMap's current weather at
+    10:37), from the first source in the order of `metrify.contracts.weather.SOURCES`; days with
+    fewer than `MIN_TEMPERATURE_HOURS` observed hours are left out."""
     frame = observations.dropna(subset=["temperature_celsius"])
     if frame.empty:
         return pd.DataFrame(
@@ -121,11 +124,11 @@ def day_temperatures(observations: pd.DataFrame, timezone: str = BUSINESS_TIMEZO
         )
     rank = {source: i for i, source in enumerate(WEATHER_SOURCES)}
     frame = frame.assign(
-        observed_at=pd.to_datetime(frame["observed_at"], utc=True),
+        hour=pd.to_datetime(frame["observed_at"], utc=True).dt.floor("h"),
         rank=frame["source"].map(rank).fillna(len(rank)),
     )
-    hourly = frame.sort_values("rank", kind="stable").drop_duplicates(["city", "observed_at"])
-    hourly = hourly.assign(local_date=hourly["observed_at"].dt.tz_convert(timezone).dt.date)
+    hourly = frame.sort_values(["rank", "observed_at"], kind="stable").drop_duplicates(["city", "hour"])
+    hourly = hourly.assign(local_date=hourly["hour"].dt.tz_convert(timezone).dt.date)
     days = hourly.groupby(["city", "local_date"])["temperature_celsius"].agg(["mean", "size"]).reset_index()
     days = days[days["size"] >= MIN_TEMPERATURE_HOURS]
     return days.rename(columns={"mean": "temperature_celsius"})[list(DAY_TEMPERATURE_COLUMNS)].reset_index(drop=True)
@@ -279,10 +282,12 @@ def _heating_levels(
         )
         design = np.column_stack([np.ones(len(degrees)), degrees])
         (base, per_degree), *_ = np.linalg.lstsq(design, known["kwh"].to_numpy(), rcond=None)
+        if per_degree < 0:  # noise, not heating: the weekly level holds
+            continue
         predicted = base + per_degree * max(HEATING_LIMIT_C - float(temperature.loc[(city, day)]), 0.0)
         own_day = day_slots.join(profile.loc[meter_id], on=["weekday", "slot"])["profile_ratio"]
         if own_day.notna().all() and own_day.sum() > 0 and predicted > 0:
-            levels[meter_id] = predicted / own_day.sum()
+            levels[meter_id] = float(np.clip(predicted / own_day.sum(), *HEATING_LEVEL_BOUNDS))
     return pd.Series(levels, dtype=float, name="level")
 
 

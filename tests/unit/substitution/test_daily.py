@@ -217,3 +217,27 @@ def test_a_heat_pumps_missing_day_follows_that_days_temperature_from_the_lake(la
     frame = pq.read_table(substitutes_path(lake_root, DAY).path).to_pandas()
     assert summary["substituted"] == {METHOD_OWN_PROFILE: 96}
     assert frame["substitute_kwh"].sum() == pytest.approx(22.0, rel=1e-6)
+
+
+def test_unreadable_weather_leaves_heating_meters_their_weekly_level_and_says_so(lake_root: Any, caplog) -> None:
+    hist = _history("hp", DAY - timedelta(weeks=4), DAY - timedelta(days=1))
+    schema = pa.schema([readings.VALIDATED_SCHEMA.field(n) for n in ("meter_id", "reading_ts", "consumption_kwh")])
+    _write(lake_root, "validated", readings.DATASET, hist, schema, "validated.parquet")
+    broken = pa.table({"city": ["Berlin"], "observed_at": [pd.Timestamp(f"{DAY} 10:00", tz="UTC")]})  # no source
+    lake.write_parquet(
+        broken, lake.partition_path(lake_root, "validated", weather.DATASET, date=str(DAY)) / "x.parquet"
+    )
+    registry = pd.DataFrame(
+        {
+            "meter_id": ["hp"],
+            "load_profile": ["WP"],
+            "yearly_kwh": [7500.0],
+            "city": ["Berlin"],
+            "installed_date": [DAY - timedelta(days=400)],
+            "status": ["active"],
+        }
+    )
+    with caplog.at_level("WARNING"):
+        summary = substitute_business_day(DAY, registry, root=lake_root)
+    assert summary["substituted"] == {METHOD_OWN_PROFILE: 96}
+    assert "validated weather" in caplog.text and "unreadable" in caplog.text and "source" in caplog.text

@@ -175,14 +175,33 @@ def test_thresholds_are_defined_once() -> None:
     assert method.OWN_PROFILE_WEEKS >= method.MIN_SAME_WEEKDAY_VALUES
 
 
-def test_day_temperatures_prefer_dwd_per_hour_and_need_most_hours_of_the_local_day() -> None:
+def test_day_temperatures_prefer_dwd_per_clock_hour_and_need_most_hours_of_the_local_day() -> None:
     berlin_day = pd.date_range("2026-11-17 23:00", periods=24, freq="h", tz="UTC")  # local 18 Nov
     dwd = pd.DataFrame({"city": "Berlin", "source": "dwd", "observed_at": berlin_day, "temperature_celsius": 4.0})
-    owm = dwd.assign(source="openweathermap", temperature_celsius=9.0)
-    few = pd.DataFrame(  # 17 observed hours of local 18 Nov in Hamburg: too few for a day's mean
-        {"city": "Hamburg", "source": "openweathermap", "observed_at": berlin_day[:17], "temperature_celsius": 1.0}
+    # OpenWeatherMap's current weather is stamped when observed: 10:37 stands for the hour 10:00
+    owm = dwd.assign(
+        source="openweathermap", observed_at=berlin_day + pd.Timedelta(minutes=37), temperature_celsius=9.0
     )
+    # Hamburg: 9 hours from both sources, 18 observations: still too few hours for a day's mean
+    few = pd.concat([dwd.iloc[:9], owm.iloc[:9]]).assign(city="Hamburg")
     days = method.day_temperatures(pd.concat([owm, dwd, few]))
     assert days.to_dict("records") == [{"city": "Berlin", "local_date": DAY, "temperature_celsius": 4.0}]
     only_owm = method.day_temperatures(owm)
     assert only_owm["temperature_celsius"].tolist() == [9.0]
+
+
+def test_a_heat_pump_whose_energy_falls_with_the_cold_keeps_its_weekly_level() -> None:
+    """Noise, not heating: 10 kWh on 16 °C days and 8 kWh on 14.5 °C days would fit a negative
+    slope and predict 2 kWh for a 13 °C day; the weekly level is used instead."""
+    days = [DAY - timedelta(days=i) for i in range(28, 0, -1)]
+    temperature = {d: 16.0 if d.toordinal() % 2 else 14.5 for d in days} | {DAY: 13.0}
+    frames = [_history("hp", d, d, lambda slot, d=d: (10.0 if temperature[d] == 16.0 else 8.0) / 96) for d in days]
+    hist = pd.concat(frames, ignore_index=True)
+    meters = _meters("hp", load_profile="WP").assign(city="Berlin")
+    temps = pd.DataFrame(
+        {"city": "Berlin", "local_date": list(temperature), "temperature_celsius": list(temperature.values())}
+    )
+    with_weather = substitute_day(DAY, meters, hist, day_temperatures=temps).substitutes
+    without = substitute_day(DAY, meters, hist).substitutes
+    assert len(with_weather) == 96
+    pd.testing.assert_frame_equal(with_weather, without)
