@@ -176,6 +176,18 @@ def test_a_day_without_gaps_gets_an_empty_file_so_the_warehouse_empties_it(lake_
     assert summary["quarter_hours_expected"] == 0
 
 
+HEAT_PUMP_IN_BERLIN = pd.DataFrame(
+    {
+        "meter_id": ["hp"],
+        "load_profile": ["WP"],
+        "yearly_kwh": [7500.0],
+        "city": ["Berlin"],
+        "installed_date": [DAY - timedelta(days=400)],
+        "status": ["active"],
+    }
+)
+
+
 def test_a_heat_pumps_missing_day_follows_that_days_temperature_from_the_lake(lake_root: Any) -> None:
     """A heat pump whose daily energy is 2 kWh plus 1 kWh per heating degree (15 °C minus the day's
     mean), four weeks of 1-14 °C in Berlin, then a -5 °C day without a reading: the substitutes
@@ -203,16 +215,7 @@ def test_a_heat_pumps_missing_day_follows_that_days_temperature_from_the_lake(la
     for utc_day, part in observed.groupby(observed["observed_at"].dt.strftime("%Y-%m-%d")):
         path = lake.partition_path(lake_root, "validated", weather.DATASET, date=utc_day) / "validated.parquet"
         lake.write_parquet(pa.Table.from_pandas(part, schema=weather_schema, preserve_index=False), path)
-    registry = pd.DataFrame(
-        {
-            "meter_id": ["hp"],
-            "load_profile": ["WP"],
-            "yearly_kwh": [7500.0],
-            "city": ["Berlin"],
-            "installed_date": [DAY - timedelta(days=400)],
-            "status": ["active"],
-        }
-    )
+    registry = HEAT_PUMP_IN_BERLIN
     summary = substitute_business_day(DAY, registry, root=lake_root)
     frame = pq.read_table(substitutes_path(lake_root, DAY).path).to_pandas()
     assert summary["substituted"] == {METHOD_OWN_PROFILE: 96}
@@ -227,16 +230,7 @@ def test_unreadable_weather_leaves_heating_meters_their_weekly_level_and_says_so
     lake.write_parquet(
         broken, lake.partition_path(lake_root, "validated", weather.DATASET, date=str(DAY)) / "x.parquet"
     )
-    registry = pd.DataFrame(
-        {
-            "meter_id": ["hp"],
-            "load_profile": ["WP"],
-            "yearly_kwh": [7500.0],
-            "city": ["Berlin"],
-            "installed_date": [DAY - timedelta(days=400)],
-            "status": ["active"],
-        }
-    )
+    registry = HEAT_PUMP_IN_BERLIN
     with caplog.at_level("WARNING"):
         summary = substitute_business_day(DAY, registry, root=lake_root)
     assert summary["substituted"] == {METHOD_OWN_PROFILE: 96}
