@@ -91,10 +91,11 @@ def write_validated_readings(root, frame: pd.DataFrame) -> int:
     return len(paths)
 
 
-def write_validated_weather(
-    root, start: datetime, end: datetime, cities: list[str], seed: int, ingested_at: datetime
-) -> int:
-    """Hourly DWD observations of `cities` (the fake APIs' weather model) under validated/weather."""
+def dwd_observations(
+    start: datetime, end: datetime, cities: list[str], seed: int, ingested_at: datetime
+) -> pd.DataFrame:
+    """Hourly DWD observations of `cities` from the fake APIs' weather model, in the weather
+    contract's columns (empty when no city matches)."""
     ts = pd.date_range(start, end, freq="1h", inclusive="left", tz="UTC")
     frames = []
     for city in (c for c in CITIES if c.name in cities):
@@ -124,8 +125,17 @@ def write_validated_weather(
             )
         )
     if not frames:
+        return pd.DataFrame(columns=weather.WEATHER_SCHEMA.names)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_validated_weather(
+    root, start: datetime, end: datetime, cities: list[str], seed: int, ingested_at: datetime
+) -> int:
+    """Hourly DWD observations of `cities` (the fake APIs' weather model) under validated/weather."""
+    frame = dwd_observations(start, end, cities, seed, ingested_at)
+    if frame.empty:
         return 0
-    frame = pd.concat(frames, ignore_index=True)
     for day, part in frame.groupby(frame["observed_at"].dt.strftime("%Y-%m-%d"), sort=True):
         path = lake.partition_path(root, "validated", weather.DATASET, date=day) / SEEDED_FILE
         lake.write_parquet(pa.Table.from_pandas(part, schema=weather.WEATHER_SCHEMA, preserve_index=False), path)

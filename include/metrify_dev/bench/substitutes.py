@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ import pandas as pd
 
 from metrify.contracts.geography import CITIES
 from metrify.substitution.method import OWN_PROFILE_WEEKS, day_temperatures, interval_starts, substitute_day
-from metrify_dev.simulator import SimulationOptions, ambient_weather, simulate
+from metrify_dev.history import dwd_observations
+from metrify_dev.simulator import SimulationOptions, simulate
 
 BLOCKS = {"1h": 4, "24h": 96, "7d": 672}
 HIDDEN_SHARE = 0.05
@@ -42,23 +43,6 @@ def _mask(n_meters: int, n_slots: int, block: int, rng: np.random.Generator) -> 
     return mask
 
 
-def _observations(start: datetime, end: datetime, seed: int) -> pd.DataFrame:
-    """Hourly temperatures of every city from the weather model the fake weather APIs serve."""
-    hours = pd.date_range(start, end, freq="h", inclusive="left")
-    frames = [
-        pd.DataFrame(
-            {
-                "city": city.name,
-                "source": "dwd",
-                "observed_at": hours,
-                "temperature_celsius": ambient_weather(hours, city.lat, seed)["temperature_celsius"].to_numpy(),
-            }
-        )
-        for city in CITIES
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
 def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
     """The backtest; returns the figures per block length."""
     month_end = (pd.Timestamp(month_start) + pd.offsets.MonthBegin(1)).date()
@@ -68,7 +52,8 @@ def run(meters: int, month_start: date, seed: int) -> dict[str, Any]:
     sim = simulate(SimulationOptions(meters=meters, start=sim_start, end=sim_end, seed=seed))
     truth = sim.readings[["meter_id", "reading_ts", "consumption_kwh"]].copy()
     registry = sim.registry[["meter_id", "load_profile", "yearly_kwh", "city"]]
-    temperatures = day_temperatures(_observations(sim_start, sim_end, seed))
+    cities = [city.name for city in CITIES]
+    temperatures = day_temperatures(dwd_observations(sim_start, sim_end, cities, seed, ingested_at=sim_end))
     month_ts = interval_starts(month_start)[0] + pd.Timedelta(minutes=15)
     end_ts = interval_starts(month_end)[0] + pd.Timedelta(minutes=15)
     in_month = (truth["reading_ts"] >= month_ts) & (truth["reading_ts"] < end_ts)
