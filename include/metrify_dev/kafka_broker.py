@@ -24,7 +24,6 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
-import fcntl
 import ipaddress
 import json
 import os
@@ -37,7 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -47,6 +46,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from metrify.file_lock import exclusive
 
 KAFKA_VERSION = "4.4.0"
 KAFKA_ARTIFACT = "org.apache.kafka:kafka_2.13"
@@ -153,6 +154,13 @@ def resolve_classpath(dist_home: Path, version: str = KAFKA_VERSION) -> Path:
     libs = dist_home / version / "libs"
     if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
         return libs
+    with exclusive(dist_home / f".{version}.lock"):  # another process may be resolving them now
+        if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+            return libs
+        return _resolve_jars(version, dist_home, libs)
+
+
+def _resolve_jars(version: str, dist_home: Path, libs: Path) -> Path:
     mvn = shutil.which("mvn")
     if not mvn:
         raise KafkaBrokerError(
@@ -547,16 +555,9 @@ class KafkaBroker:
 
     # -- internals ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on this state folder (one up/stop/restart at a time)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return exclusive(self.state_dir / ".lock")
 
     def _admin(self) -> AdminClient:
         return AdminClient({**self.connection_extra(), "log_level": 2})

@@ -641,9 +641,35 @@ class ProductionRun:
         while time.monotonic() < deadline:
             runs = [r for r in self.runs("warehouse_daily") if r.get("run_type") == "backfill"]
             if runs and all(r["state"] in ("success", "failed") for r in runs):
-                return {"backfill_id": created["id"], "business_day": str(day), "states": [r["state"] for r in runs]}
+                return {
+                    "backfill_id": created["id"],
+                    "business_day": str(day),
+                    "states": [r["state"] for r in runs],
+                    "dbt_tasks": self.dbt_task_tries(runs[0]["dag_run_id"]),
+                    **self.dbt_fallbacks(runs[0]["dag_run_id"]),
+                }
             time.sleep(5)
         raise RuntimeError(f"the backfill of warehouse_daily did not finish within {timeout:.0f} s")
+
+    def dbt_task_tries(self, run_id: str) -> dict[str, list[Any]]:
+        """The `dbt` group's tasks of a warehouse_daily run: [state, try number] each."""
+        found = self.api("GET", f"/dags/warehouse_daily/dagRuns/{run_id}/taskInstances", params={"limit": 500})
+        return {
+            ti["task_id"]: [ti["state"], ti["try_number"]]
+            for ti in found["task_instances"]
+            if ti["task_id"].startswith("dbt.")
+        }
+
+    def dbt_fallbacks(self, run_id: str) -> dict[str, Any]:
+        """Of a warehouse_daily run's task logs: how many were read, and the tasks whose log says
+        Cosmos ran their model or tests by themselves instead of watching the producer's build."""
+        folder = Path(self.env["AIRFLOW_HOME"]) / "logs" / "dag_id=warehouse_daily" / f"run_id={run_id}"
+        logs = sorted(folder.rglob("*.log"))
+        phrases = ("Falling back to running", "Retry attempt #")
+        fallback = sorted(
+            {log.parent.name for log in logs if any(p in log.read_text(errors="replace") for p in phrases)}
+        )
+        return {"task_logs": len(logs), "fallback_runs": fallback}
 
     def lake_counts(self) -> dict[str, int]:
         from metrify import lake

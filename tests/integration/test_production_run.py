@@ -98,6 +98,19 @@ def test_a_day_backfilled_through_the_rest_api_is_rebuilt_identically(run) -> No
     assert run["warehouse_mismatches"] == []
 
 
+def test_the_backfill_rebuilt_the_day_with_one_dbt_build(run) -> None:
+    """Reprocessing the completed day cleared every task (try 2): the WATCHER producer built the
+    project again and every model and test task watched that build (none ran dbt itself, which
+    Cosmos does on any try after the first: `metrify.warehouse.watcher_clears`)."""
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
+
+    tasks = run["backfill"]["dbt_tasks"]
+    assert tasks[f"dbt.{PRODUCER_WATCHER_TASK_ID}"] == ["success", 2], tasks
+    assert len(tasks) > 20 and all(state == "success" for state, _ in tasks.values()), tasks
+    assert run["backfill"]["task_logs"] >= len(tasks), run["backfill"]  # every dbt task's log was read
+    assert run["backfill"]["fallback_runs"] == [], run["backfill"]["fallback_runs"]
+
+
 def test_every_airflow_process_runs_the_image_install_not_the_checkout(run) -> None:
     """Each Airflow process was started from the image's environment (its `airflow` command and
     that command's interpreter), and that interpreter, with the running process's own

@@ -1,9 +1,13 @@
-"""A retry of one WATCHER model task of the real `transform` DAG rebuilds that model alone.
+"""A retry of one WATCHER model task of the real `transform` DAG rebuilds that model alone; a
+model task cleared together with the producer watches the producer's new build instead.
 
 In WATCHER mode one producer task runs `dbt build` and each model's `run` task only watches it;
 on a retry (try 2 and later, the producer finished) Cosmos's sensor runs `dbt run --select
 <its model>` itself. The oracle is the warehouse: both sibling marts are dropped, the retried
 task's table comes back with the rows it had, and its sibling stays missing (no second build).
+After a clear (a backfill reprocessing a day) the try number grows too: there the sensor must
+not rebuild its model when the producer built again in the same clear
+(`metrify.warehouse.watcher_clears`), and must when it was cleared alone.
 """
 
 from __future__ import annotations
@@ -80,13 +84,16 @@ class RetriedTaskInstance:
     """The task instance the task runner hands a task: the run, the try number, and the XComs of
     the run (what the producer published before its `dbt build`)."""
 
-    def __init__(self, task: Any, try_number: int, xcoms: dict[tuple[str, str], Any]) -> None:
+    def __init__(
+        self, task: Any, try_number: int, xcoms: dict[tuple[str, str], Any], max_tries: int | None = None
+    ) -> None:
         self.task = task
         self.task_id = task.task_id
         self.dag_id = task.dag_id
         self.run_id = RUN_ID
         self.map_index = -1
         self.try_number = try_number
+        self.max_tries = task.retries if max_tries is None else max_tries
         self.xcoms = xcoms
 
     def xcom_pull(self, task_ids: Any = None, key: str = "return_value", **_: Any) -> Any:
@@ -113,10 +120,25 @@ class Supervisor:
         return TaskStatesResult(task_states={RUN_ID: {t: self.states[t] for t in msg.task_ids or []}})
 
 
-def run_like_the_task_runner(task: Any, try_number: int, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Execute `task` as the task runner does on try `try_number` of run RUN_ID, after the
-    producer (the one `dbt build`) succeeded; "succeeded" or "deferred" (left to the database
-    to judge: a deferred sensor waits for the producer and builds nothing)."""
+class ClearedRun:
+    """What the task runner knows of the DAG run: how often it was cleared."""
+
+    def __init__(self, clear_number: int) -> None:
+        self.clear_number = clear_number
+
+
+def run_like_the_task_runner(
+    task: Any,
+    try_number: int,
+    monkeypatch: pytest.MonkeyPatch,
+    max_tries: int | None = None,
+    clear_number: int = 0,
+    producer_xcoms: dict[str, Any] | None = None,
+) -> str:
+    """Execute `task` as the task runner does on try `try_number` of run RUN_ID (cleared
+    `clear_number` times, the last time with `max_tries` set), after the producer (the one `dbt
+    build`) succeeded, having published `producer_xcoms`; "succeeded" or "deferred" (left to the
+    database to judge: a deferred sensor waits for the producer and builds nothing)."""
     from airflow.sdk.exceptions import TaskDeferred
     from airflow.sdk.execution_time import task_runner
     from cosmos.constants import _PRODUCER_CMD_FLAGS_XCOM_KEY
@@ -126,10 +148,17 @@ def run_like_the_task_runner(task: Any, try_number: int, monkeypatch: pytest.Mon
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", supervisor, raising=False)
     for conn_id, conn in airflow_env.duckdb_connection().items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-    ti = RetriedTaskInstance(
-        task, try_number, {(producer.task_id, _PRODUCER_CMD_FLAGS_XCOM_KEY): producer.add_cmd_flags()}
-    )
-    context = {"ti": ti, "task_instance": ti, "task": task, "run_id": RUN_ID, "params": {}}
+    xcoms = {(producer.task_id, _PRODUCER_CMD_FLAGS_XCOM_KEY): producer.add_cmd_flags()}
+    xcoms |= {(producer.task_id, key): value for key, value in (producer_xcoms or {}).items()}
+    ti = RetriedTaskInstance(task, try_number, xcoms, max_tries=max_tries)
+    context = {
+        "ti": ti,
+        "task_instance": ti,
+        "task": task,
+        "run_id": RUN_ID,
+        "params": {},
+        "dag_run": ClearedRun(clear_number),
+    }
     try:
         task_runner._run_execute_callable(context, task.execute, task)
         outcome = "succeeded"
@@ -164,3 +193,67 @@ def test_a_retried_model_task_rebuilds_its_model_and_nothing_else(transform, mon
     assert len(after) == len(before[MODEL]), (len(after), len(before[MODEL]))
     assert after == before[MODEL]
     assert rows(SIBLING) is None, f"the retry of {sensor.task_id} rebuilt {SIBLING} too: a second build, not its model"
+
+
+def _drop(*relations: str) -> None:
+    with duckdb_loader.connect_duckdb() as conn:
+        for relation in relations:
+            conn.execute(f"drop table if exists {relation}")
+
+
+def test_a_model_task_cleared_with_the_producer_watches_its_new_build(transform, monkeypatch):
+    """A backfill reprocessing a completed day clears every task: try 2 of each, the first since
+    the clear. The producer built again (it recorded this clear, the run's first); the model's
+    sensor takes the status that build published and runs no dbt of its own."""
+    from cosmos.operators._watcher.state import get_status_xcom_key
+
+    from metrify.warehouse.watcher_clears import BUILD_CLEAR_XCOM_KEY
+
+    sensor = transform.get_task(f"dbt.{MODEL.split('.')[1]}.run")
+    before = rows(MODEL)
+    assert before, "the module's build left the model empty"
+    _drop(MODEL)  # had the sensor run dbt itself, the table would come back
+    unique_id = f"model.metrify.{MODEL.split('.')[1]}"
+    published = {
+        BUILD_CLEAR_XCOM_KEY: 1,
+        get_status_xcom_key(unique_id): {"status": "success", "outlet_uris": []},
+    }
+    try:
+        outcome = run_like_the_task_runner(
+            sensor,
+            try_number=2,
+            max_tries=1 + sensor.retries,  # cleared after its first try
+            clear_number=1,
+            producer_xcoms=published,
+            monkeypatch=monkeypatch,
+        )
+        assert outcome == "succeeded"
+        assert rows(MODEL) is None, f"{sensor.task_id}, cleared with the producer, ran its model itself"
+    finally:
+        dbt_build = dbt_runner.run_dbt(["run", "--select", MODEL.split(".")[1]])
+        assert dbt_build.success, dbt_build.failures
+
+
+def test_a_model_task_cleared_alone_rebuilds_its_model(transform, monkeypatch):
+    """An on-call engineer fixed a model and cleared its task only: the producer's last build
+    belongs to an earlier clear, so the sensor runs its model itself (Cosmos's fallback)."""
+    from cosmos.operators._watcher.state import get_status_xcom_key
+
+    from metrify.warehouse.watcher_clears import BUILD_CLEAR_XCOM_KEY
+
+    sensor = transform.get_task(f"dbt.{MODEL.split('.')[1]}.run")
+    before = rows(MODEL)
+    assert before
+    _drop(MODEL)
+    unique_id = f"model.metrify.{MODEL.split('.')[1]}"
+    published = {BUILD_CLEAR_XCOM_KEY: 0, get_status_xcom_key(unique_id): {"status": "error", "outlet_uris": []}}
+    outcome = run_like_the_task_runner(
+        sensor,
+        try_number=2,
+        max_tries=1 + sensor.retries,
+        clear_number=1,
+        producer_xcoms=published,
+        monkeypatch=monkeypatch,
+    )
+    assert outcome == "succeeded"
+    assert rows(MODEL) == before, f"{sensor.task_id}, cleared alone, did not rebuild {MODEL}"

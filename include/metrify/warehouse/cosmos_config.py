@@ -78,9 +78,13 @@ def producer_first(group: Any) -> None:
     one warehouse pool slot for the whole build anyway. The first consumers run when the producer
     succeeded or was skipped (Cosmos skips a producer retry; each consumer then falls back to
     `dbt run`/`dbt test --select <its model>`), and fail upstream when it failed or never ran
-    (clearing them re-runs their model alone). No-op in LOCAL mode.
+    (clearing them re-runs their model alone). After a clear of the producer and its sensors
+    together (a backfill reprocessing a day, the whole group cleared) the producer builds again
+    and the sensors watch that build (`metrify.warehouse.watcher_clears`). No-op in LOCAL mode.
     """
     from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
+
+    from metrify.warehouse.watcher_clears import build_again_after_a_clear, watch_the_build_of_the_same_clear
 
     prefix = f"{group.group_id}."
     producer_id = prefix + PRODUCER_WATCHER_TASK_ID
@@ -88,9 +92,12 @@ def producer_first(group: Any) -> None:
     if producer_id not in dag.task_dict:
         return
     producer = dag.task_dict[producer_id]
+    build_again_after_a_clear(producer)
     for task_id, task in dag.task_dict.items():
         if not task_id.startswith(prefix) or task_id in (producer_id, prefix + PRODUCER_WATCHER_DONE_TASK_ID):
             continue
+        if getattr(task, "producer_task_id", None) == producer_id:
+            watch_the_build_of_the_same_clear(task, producer_id)
         if not any(upstream.startswith(prefix) for upstream in task.upstream_task_ids):
             producer >> task
             # after the producer whatever its end, except when it never ran (loads failed): a

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from metrify.config import Settings, environ_overrides, load_settings
+from metrify.file_lock import exclusive
 from metrify.telemetry import telemetry_off
 
 
@@ -77,9 +81,22 @@ def run_dbt(
 
 
 def build_manifest(settings: Settings | None = None) -> Path:
-    """`dbt parse` (no database connection) writing dbt/target/manifest.json for Cosmos to render."""
+    """`dbt parse` (no database connection) writing dbt/target/manifest.json for Cosmos to render.
+
+    The manifest is parsed into a scratch folder and moved into place in one rename, one parse
+    at a time: a process rendering the DAGs meanwhile reads the old manifest or the new one,
+    never half of one (test sessions on two workers, `make` beside a running stack)."""
     settings = settings or load_settings()
-    result = run_dbt(["parse"], target="duckdb", settings=settings)
-    if not result.success or not settings.dbt_manifest.exists():
-        raise RuntimeError(f"dbt parse failed for {settings.dbt_dir}: {result.failures}")
-    return settings.dbt_manifest
+    manifest = settings.dbt_manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(manifest.parent / ".manifest.lock"):
+        scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=manifest.parent))
+        try:
+            result = run_dbt(["parse"], target="duckdb", settings=settings, target_path=scratch)
+            parsed = scratch / manifest.name
+            if not result.success or not parsed.exists():
+                raise RuntimeError(f"dbt parse failed for {settings.dbt_dir}: {result.failures}")
+            os.replace(parsed, manifest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return manifest
