@@ -48,7 +48,7 @@ lint: $(BIN)/.installed
 # two workers: this machine's two cores (tests/conftest.py says how the modules are shared out)
 TEST_WORKERS ?= 2
 test: lint $(MANIFEST)
-	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The ingestion benchmark reads one backlog on a real Kafka 4.4 broker (java and mvn; the jars are
 # cached in .metrify/kafka-dist) and on the embedded mock one: INGEST_BENCH_ARGS="--brokers mock"

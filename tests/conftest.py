@@ -24,22 +24,27 @@ os.environ["METRIFY_AIRFLOW_DB_TEMPLATE"] = str(_AIRFLOW_HOME / "migrated-templa
 
 pytest_plugins = ["pytester", "tests.skip_rule", "tests.airflow_stack"]
 
-# `make test` runs the suite on two xdist workers (`--dist loadgroup`). Each module is one unit of
-# work (its module fixtures are set up once); these modules, each running a whole Airflow stack
-# (scheduler, API server, executor), share one unit so two stacks never compete for the cores.
+# `make test` runs the suite on two xdist workers. Each module is one unit of work (its module
+# fixtures are set up once); these modules, each running a whole Airflow stack (scheduler, API
+# server, executor), share one unit, scheduled first, so two stacks never compete for the cores.
 ONE_STACK_AT_A_TIME = (
-    "tests.browser.test_airflow_ui",
-    "tests.integration.test_production_run",
-    "tests.integration.test_backfill_cli",
+    "tests/browser/test_airflow_ui.py",
+    "tests/integration/test_production_run.py",
+    "tests/integration/test_backfill_cli.py",
+    "tests/security/test_api_authorization.py",
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The xdist group of every test: its module's, or the shared one of the Airflow stacks."""
-    for item in items:
-        module = item.module.__name__ if item.module is not None else item.nodeid.split("::")[0]
-        group = "airflow-stacks" if module in ONE_STACK_AT_A_TIME else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's module-by-module scheduling, with the Airflow-stack modules as one unit."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndOneStackAtATime(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "airflow-stacks" if module in ONE_STACK_AT_A_TIME else module
+
+    return ModulesAndOneStackAtATime(config, log)
 
 
 @pytest.fixture

@@ -134,11 +134,14 @@ def run_like_the_task_runner(
     max_tries: int | None = None,
     clear_number: int = 0,
     producer_xcoms: dict[str, Any] | None = None,
+    ran: list[Any] | None = None,
 ) -> str:
     """Execute `task` as the task runner does on try `try_number` of run RUN_ID (cleared
     `clear_number` times, the last time with `max_tries` set), after the producer (the one `dbt
     build`) succeeded, having published `producer_xcoms`; "succeeded" or "deferred" (left to the
-    database to judge: a deferred sensor waits for the producer and builds nothing)."""
+    database to judge: a deferred sensor waits for the producer and builds nothing). The copy of
+    `task` that ran is appended to `ran`."""
+    ran = [] if ran is None else ran
     from airflow.sdk.exceptions import TaskDeferred
     from airflow.sdk.execution_time import task_runner
     from cosmos.constants import _PRODUCER_CMD_FLAGS_XCOM_KEY
@@ -151,21 +154,23 @@ def run_like_the_task_runner(
     xcoms = {(producer.task_id, _PRODUCER_CMD_FLAGS_XCOM_KEY): producer.add_cmd_flags()}
     xcoms |= {(producer.task_id, key): value for key, value in (producer_xcoms or {}).items()}
     ti = RetriedTaskInstance(task, try_number, xcoms, max_tries=max_tries)
+    runnable = task.prepare_for_execution()  # the copy the task runner renders and runs
     context = {
         "ti": ti,
         "task_instance": ti,
-        "task": task,
+        "task": runnable,
         "run_id": RUN_ID,
         "params": {},
         "dag_run": ClearedRun(clear_number),
     }
     try:
-        task_runner._run_execute_callable(context, task.execute, task)
+        task_runner._run_execute_callable(context, runnable.execute, runnable)
         outcome = "succeeded"
     except TaskDeferred:
         outcome = "deferred"
     # it asked for the producer's state, as a retry does before it runs its model
     assert [m.task_ids for m in supervisor.requests] == [[producer.task_id]], supervisor.requests
+    ran.append(runnable)
     return outcome
 
 
@@ -205,7 +210,7 @@ def test_a_model_task_cleared_with_the_producer_watches_its_new_build(transform,
     """A backfill reprocessing a completed day clears every task: try 2 of each, the first since
     the clear. The producer built again (it recorded this clear, the run's first); the model's
     sensor takes the status that build published and runs no dbt of its own."""
-    from cosmos.operators._watcher.state import get_status_xcom_key
+    from cosmos.operators._watcher.state import get_compiled_sql_xcom_key, get_status_xcom_key
 
     from metrify.warehouse.watcher_clears import BUILD_CLEAR_XCOM_KEY
 
@@ -214,10 +219,13 @@ def test_a_model_task_cleared_with_the_producer_watches_its_new_build(transform,
     assert before, "the module's build left the model empty"
     _drop(MODEL)  # had the sensor run dbt itself, the table would come back
     unique_id = f"model.metrify.{MODEL.split('.')[1]}"
+    compiled = "select 'as the producer compiled it'"
     published = {
         BUILD_CLEAR_XCOM_KEY: 1,
         get_status_xcom_key(unique_id): {"status": "success", "outlet_uris": []},
+        get_compiled_sql_xcom_key(unique_id): compiled,
     }
+    ran: list[Any] = []
     try:
         outcome = run_like_the_task_runner(
             sensor,
@@ -226,9 +234,12 @@ def test_a_model_task_cleared_with_the_producer_watches_its_new_build(transform,
             clear_number=1,
             producer_xcoms=published,
             monkeypatch=monkeypatch,
+            ran=ran,
         )
         assert outcome == "succeeded"
         assert rows(MODEL) is None, f"{sensor.task_id}, cleared with the producer, ran its model itself"
+        # Cosmos ran on the task runner's copy (what the Rendered Template tab shows), not the original
+        assert ran[0].compiled_sql == compiled and sensor.compiled_sql != compiled
     finally:
         dbt_build = dbt_runner.run_dbt(["run", "--select", MODEL.split(".")[1]])
         assert dbt_build.success, dbt_build.failures

@@ -97,7 +97,7 @@ def producer_first(group: Any) -> None:
         if not task_id.startswith(prefix) or task_id in (producer_id, prefix + PRODUCER_WATCHER_DONE_TASK_ID):
             continue
         if getattr(task, "producer_task_id", None) == producer_id:
-            watch_the_build_of_the_same_clear(task, producer_id)
+            watch_the_build_of_the_same_clear(task)
         if not any(upstream.startswith(prefix) for upstream in task.upstream_task_ids):
             producer >> task
             # after the producer whatever its end, except when it never ran (loads failed): a

@@ -43,7 +43,12 @@ def run_dbt(
     target_path: Path | None = None,
 ) -> DbtResult:
     """Run a dbt command in-process (dbtRunner) against `target`; raises nothing, reports all.
-    No anonymous usage stats unless asked for (`metrify.telemetry`)."""
+    No anonymous usage stats unless asked for (`metrify.telemetry`). Without `target_path` dbt
+    writes into a scratch folder removed afterwards: dbt/target holds only what
+    `build_manifest` moved there, the manifest Cosmos renders the DAGs from."""
+    if target_path is None:
+        with tempfile.TemporaryDirectory(prefix="dbt-target-") as scratch:
+            return run_dbt(args, target, settings, env, vars, Path(scratch))
     telemetry_off()
     from dbt.cli.main import dbtRunner
 
@@ -60,8 +65,7 @@ def run_dbt(
         "--log-path",
         str(settings.home / "logs" / "dbt"),
     ]
-    if target_path:
-        command += ["--target-path", str(target_path)]
+    command += ["--target-path", str(target_path)]
     if vars:
         command += ["--vars", json.dumps(vars)]
     started = time.perf_counter()
