@@ -80,6 +80,12 @@ def rows(relation: str) -> list[tuple] | None:
         return conn.execute(f"select {', '.join(columns)} from {relation} order by all").fetchall()
 
 
+def _drop(*relations: str) -> None:
+    with duckdb_loader.connect_duckdb() as conn:
+        for relation in relations:
+            conn.execute(f"drop table {relation}")
+
+
 class RetriedTaskInstance:
     """The task instance the task runner hands a task: the run, the try number, and the XComs of
     the run (what the producer published before its `dbt build`)."""
@@ -183,9 +189,7 @@ def test_a_retried_model_task_rebuilds_its_model_and_nothing_else(transform, mon
         assert isinstance(task, DbtRunWatcherOperator) and task.retries >= 1, task.task_id
     before = {relation: rows(relation) for relation in (MODEL, SIBLING)}
     assert all(before.values()), before  # built, not empty
-    with duckdb_loader.connect_duckdb() as conn:
-        for relation in (MODEL, SIBLING):
-            conn.execute(f"drop table {relation}")
+    _drop(MODEL, SIBLING)
     assert rows(MODEL) is None and rows(SIBLING) is None
 
     retry = 2  # the first retry
@@ -198,12 +202,6 @@ def test_a_retried_model_task_rebuilds_its_model_and_nothing_else(transform, mon
     assert len(after) == len(before[MODEL]), (len(after), len(before[MODEL]))
     assert after == before[MODEL]
     assert rows(SIBLING) is None, f"the retry of {sensor.task_id} rebuilt {SIBLING} too: a second build, not its model"
-
-
-def _drop(*relations: str) -> None:
-    with duckdb_loader.connect_duckdb() as conn:
-        for relation in relations:
-            conn.execute(f"drop table if exists {relation}")
 
 
 def test_a_model_task_cleared_with_the_producer_watches_its_new_build(transform, monkeypatch):

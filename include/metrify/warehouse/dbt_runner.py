@@ -92,7 +92,6 @@ def build_manifest(settings: Settings | None = None) -> Path:
     never half of one (test sessions on two workers, `make` beside a running stack)."""
     settings = settings or load_settings()
     manifest = settings.dbt_manifest
-    manifest.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(manifest.parent / ".manifest.lock"):
         scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=manifest.parent))
         try:
