@@ -5,7 +5,12 @@ How each field is derived from DWD (Bright Sky) and OpenWeatherMap: `metrify.sou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASET = "weather"
 SOURCES = ("dwd", "openweathermap")
@@ -47,3 +52,22 @@ CONTRACT_COLUMNS = (
 )
 KEY = ("city", "source", "observed_at")
 TIME_COLUMN = "observed_at"
+
+
+def preferred_per_city_hour(frame: pd.DataFrame, time_column: str = TIME_COLUMN) -> pd.DataFrame:
+    """One row per city and clock hour, with the hour (UTC) in a column `hour`: from the first
+    source in `SOURCES` order with a temperature, the earliest row of that hour.
+
+    A row stands for the hour it falls in (OpenWeatherMap's current weather observed at 10:37
+    for 10:00-11:00), so two sources stamped at different minutes never both count.
+    """
+    import pandas as pd
+
+    frame = frame.dropna(subset=["temperature_celsius"])
+    rank = {source: i for i, source in enumerate(SOURCES)}
+    frame = frame.assign(
+        hour=pd.to_datetime(frame[time_column], utc=True).dt.floor("h"),
+        _rank=frame["source"].map(rank).fillna(len(rank)),
+    )
+    ordered = frame.sort_values(["_rank", time_column], kind="stable")
+    return ordered.drop_duplicates(["city", "hour"]).drop(columns="_rank")

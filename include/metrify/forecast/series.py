@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from metrify.contracts.calendar import BUSINESS_TIMEZONE, QUARTER_HOUR
-from metrify.contracts.weather import SOURCES as WEATHER_SOURCES
+from metrify.contracts.weather import preferred_per_city_hour
 
 #: registry column each series kind groups by (`metrify.contracts.forecast.SERIES_KINDS`)
 REGISTRY_COLUMN = {"region": "region", "control_area": "grid_operator"}
@@ -77,18 +77,15 @@ def series_history(readings: pd.DataFrame, members: SeriesMembers, end: pd.Times
 
 
 def city_mean(frame: pd.DataFrame, cities: tuple[str, ...], time_column: str) -> pd.Series:
-    """°C per timestamp averaged over `cities`, one source per (city, time): DWD first."""
+    """°C per clock hour (UTC) averaged over `cities`, one source per city and hour, DWD first
+    (`metrify.contracts.weather.preferred_per_city_hour`)."""
     mine = frame.reset_index(drop=True)
     mine = mine[mine["city"].isin(cities)].dropna(subset=["temperature_celsius"])
     if mine.empty:
         return pd.Series(dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="temperature_celsius")
-    rank = {source: i for i, source in enumerate(WEATHER_SOURCES)}
-    mine = mine.assign(
-        _rank=mine["source"].map(rank).fillna(len(rank)), _ts=pd.to_datetime(mine[time_column], utc=True)
-    )
-    best = mine.sort_values("_rank").drop_duplicates(["city", "_ts"], keep="first")
+    best = preferred_per_city_hour(mine, time_column)
     return (
-        best.groupby("_ts")["temperature_celsius"].mean().sort_index().rename_axis(None).rename("temperature_celsius")
+        best.groupby("hour")["temperature_celsius"].mean().sort_index().rename_axis(None).rename("temperature_celsius")
     )
 
 

@@ -50,7 +50,7 @@ import pandas as pd
 
 from metrify.contracts.calendar import BUSINESS_TIMEZONE
 from metrify.contracts.substitutes import UNFILLED_NO_FALLBACK, UNFILLED_NO_PROFILE
-from metrify.contracts.weather import SOURCES as WEATHER_SOURCES
+from metrify.contracts.weather import preferred_per_city_hour
 from metrify.substitution.bdew import has_profile, profile_kwh
 
 # --- thresholds of the method, defined once ---
@@ -122,12 +122,7 @@ def day_temperatures(observations: pd.DataFrame, timezone: str = BUSINESS_TIMEZO
         return pd.DataFrame(
             {c: pd.Series(dtype=float if c == "temperature_celsius" else object) for c in DAY_TEMPERATURE_COLUMNS}
         )
-    rank = {source: i for i, source in enumerate(WEATHER_SOURCES)}
-    frame = frame.assign(
-        hour=pd.to_datetime(frame["observed_at"], utc=True).dt.floor("h"),
-        rank=frame["source"].map(rank).fillna(len(rank)),
-    )
-    hourly = frame.sort_values(["rank", "observed_at"], kind="stable").drop_duplicates(["city", "hour"])
+    hourly = preferred_per_city_hour(frame)
     hourly = hourly.assign(local_date=hourly["hour"].dt.tz_convert(timezone).dt.date)
     days = hourly.groupby(["city", "local_date"])["temperature_celsius"].agg(["mean", "size"]).reset_index()
     days = days[days["size"] >= MIN_TEMPERATURE_HOURS]

@@ -101,6 +101,26 @@ def test_temperature_prefers_dwd_and_the_latest_run_issued_before_the_forecast()
     assert (temperature[temperature.index < start] == 7.0).all()
 
 
+def test_observed_temperature_takes_one_source_per_city_and_clock_hour() -> None:
+    """OpenWeatherMap's current weather is stamped when observed (10:37): it stands for the hour
+    10:00 and counts only where DWD has no value for that city and hour."""
+    day = date(2026, 11, 27)
+    sachsen = next(s for s in series_members(REGISTRY, ("region",)) if s.name == "Sachsen")
+    run_at = datetime(2026, 11, 26, 3, 30, tzinfo=UTC)
+    dwd = _observations(["Leipzig", "Dresden"], day, 2.0)
+    owm = _observations(["Leipzig", "Dresden"], day, 8.0)
+    owm = owm.assign(source="openweathermap", observed_at=owm["observed_at"] + timedelta(minutes=37))
+    no_dwd_in_dresden = (dwd["city"] == "Dresden") & (dwd["observed_at"] == dwd["observed_at"].max())
+    forecasts = _forecast_rows(["Leipzig", "Dresden"], "dwd", run_at - timedelta(hours=1), day, 1.0)
+
+    temperature, _ = series_temperature(pd.concat([owm, dwd[~no_dwd_in_dresden]]), forecasts, sachsen, day, run_at)
+    observed = temperature[temperature.index < local_day_bounds(day)[0]]
+    assert (observed.index == observed.index.floor("h")).all() and observed.index.is_unique
+    assert len(observed) == 72  # 3 days of hours
+    assert (observed.iloc[:-1] == 2.0).all()
+    assert observed.iloc[-1] == (2.0 + 8.0) / 2  # Leipzig from DWD, Dresden from OpenWeatherMap
+
+
 def test_missing_weather_forecast_is_named_as_the_fallback_reason() -> None:
     day = date(2026, 11, 27)
     bayern = next(s for s in series_members(REGISTRY, ("region",)) if s.name == "Bayern")
