@@ -3,6 +3,8 @@ repeat. The full run (the real broker, 1 M messages, three repeats) is `make ben
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from metrify_dev.bench import ingest
@@ -10,23 +12,38 @@ from metrify_dev.bench import ingest
 pytestmark = pytest.mark.airflow
 
 
-def test_every_contender_reads_the_whole_backlog_and_the_report_says_so() -> None:
-    result = ingest.run(messages=4_000, batch_size=1_000, poison_rate=0.0, repeats=1, brokers=("mock",))
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    return ingest.run(messages=4_000, batch_size=1_000, poison_rate=0.0, repeats=1, brokers=("mock",), processes=2)
 
+
+def test_every_contender_reads_the_whole_backlog_and_the_report_says_so(result: dict[str, Any]) -> None:
     mock = result["brokers"]["mock"]
-    assert set(mock["best"]) == {"raw", "drain", "provider"}
-    for kind, run in mock["best"].items():
-        assert run["messages"] == result["messages"] == 3_936, kind  # 41 meters x 96 readings
+    assert set(mock["best"]) == {"raw", "raw_parallel", "drain_one_process", "drain", "provider"}
+    for name, run in mock["best"].items():
+        assert run["messages"] == result["messages"] == 3_936, name  # 41 meters x 96 readings
         assert run["peak_rss_mib"] > 0 and run["seconds"] > 0
-    assert mock["best"]["drain"]["valid_rows"] == 3_936
-    assert set(mock["ratios"]) >= {"drain_to_raw", "drain_to_provider"}
+    assert mock["best"]["drain"]["valid_rows"] == mock["best"]["drain_one_process"]["valid_rows"] == 3_936
+    assert set(mock["ratios"]) >= {"drain_to_raw", "drain_to_provider", "drain_one_process_to_raw"}
+    assert mock["ceiling_rate"] == max(mock["best_rates"]["raw"], mock["best_rates"]["raw_parallel"])
     assert result["machine"]["cpus"] and len(result["machine"]["load_average_at_start"]) == 3
     table = ingest.table(result)
-    assert "provider operator" in table and "drain/provider" in table
+    assert "provider operator" in table and "drain/provider" in table and "2 processes" in table
+
+
+def test_a_parallel_run_counts_every_process_and_its_whole_span(result: dict[str, Any]) -> None:
+    drain = result["brokers"]["mock"]["best"]["drain"]
+    processes = drain["per_process"]
+    assert drain["processes"] == len(processes) == 2
+    assert all(p["messages"] > 0 for p in processes)  # the 4 partitions dealt out over both
+    assert drain["messages"] == sum(p["messages"] for p in processes) == 3_936
+    assert drain["seconds"] == max(p["ended_at"] for p in processes) - min(p["started_at"] for p in processes)
+    assert drain["seconds"] >= max(p["seconds"] for p in processes)
+    assert drain["cpu_seconds"] == pytest.approx(sum(p["cpu_seconds"] for p in processes), abs=0.011)
 
 
 def test_poison_leaves_the_provider_out() -> None:
-    result = ingest.run(messages=2_000, batch_size=1_000, poison_rate=0.01, repeats=1, brokers=("mock",))
+    result = ingest.run(messages=2_000, batch_size=1_000, poison_rate=0.01, repeats=1, brokers=("mock",), processes=1)
 
     mock = result["brokers"]["mock"]
     assert set(mock["best"]) == {"raw", "drain"}

@@ -1,12 +1,13 @@
 """One contender of the ingestion benchmark, run in a process of its own by `bench.ingest`.
 
-    python -m metrify_dev.bench.contenders raw|drain|provider < spec.json
+    python -m metrify_dev.bench.contenders raw|drain|provider
 
-reads its spec (JSON, with the connection's credentials: hence not on the command line) from
-standard input and prints one JSON line: messages read, wall seconds of the work (after imports and, for `raw`,
-after the consumer is made), CPU seconds of the process over that time and its peak RSS (VmHWM,
-imports included: the drain and the provider both carry Airflow and its plugins, loaded
-before the timer as in a task process).
+reads its spec (one JSON line, with the connection's credentials: hence not on the command line)
+from standard input, sets up (imports and, for `raw`, the consumer), prints `ready`, waits for a
+`go` line (so that parallel processes start their work together), works and prints one JSON
+line: messages read, wall seconds of the work, its wall-clock start and end, CPU seconds of the
+process over that time and its peak RSS (VmHWM, imports included: the drain and the provider
+both carry Airflow and its plugins, loaded before the timer as in a task process).
 
 - `raw`: assign each partition in turn and consume it to its high watermark, touching every
   value; no decoding, no writing. The ceiling for any consumer on this machine.
@@ -21,10 +22,12 @@ import json
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 Spec = dict[str, Any]
+READY, GO = "ready", "go"
 
 
 def peak_rss_mib() -> float:
@@ -50,12 +53,37 @@ def as_task_process() -> None:
     get_listener_manager()
 
 
+@dataclass
+class Timer:
+    """The work's wall and CPU time, started when the bench says go."""
+
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+    cpu_started: float = field(default_factory=lambda: cpu_seconds())
+
+    def stop(self) -> dict[str, float]:
+        return {
+            "seconds": time.perf_counter() - self.started,
+            "started_at": self.started_at,
+            "ended_at": time.time(),
+            "cpu_seconds": round(cpu_seconds() - self.cpu_started, 2),
+        }
+
+
+def start_when_told() -> Timer:
+    """Say `ready` and wait for `go` on standard input, then start the timer."""
+    print(READY, flush=True)
+    if sys.stdin.readline().strip() != GO:
+        sys.exit("the bench did not say go")
+    return Timer()
+
+
 def raw_consume(spec: Spec) -> dict[str, Any]:
     """Consume every assigned partition to its high watermark; no decoding, no writing."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(spec["config"])
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    timer = start_when_told()
     count = size = 0
     try:
         for topic, partition in spec["assignments"]:
@@ -70,16 +98,10 @@ def raw_consume(spec: Spec) -> dict[str, Any]:
                     size += len(message.value() or b"")
                     last = offset
                     count += 1
-        seconds = time.perf_counter() - started
+        times = timer.stop()
     finally:
         consumer.close()
-    return {
-        "messages": count,
-        "bytes": size,
-        "seconds": seconds,
-        "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    return {"messages": count, "bytes": size, **times, "peak_rss_mib": peak_rss_mib()}
 
 
 def drain(spec: Spec) -> dict[str, Any]:
@@ -91,7 +113,7 @@ def drain(spec: Spec) -> dict[str, Any]:
     as_task_process()
     settings = load_settings()  # METRIFY_HOME and METRIFY_LAKE_URL come from the bench
     root = lake.lake_root(settings)
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    timer = start_when_told()
     reports = [
         drain.drain_partition(
             spec["config"],
@@ -105,11 +127,10 @@ def drain(spec: Spec) -> dict[str, Any]:
         )
         for topic, partition in spec["assignments"]
     ]
-    seconds = time.perf_counter() - started
+    times = timer.stop()
     return {
         "messages": sum(r.consumed for r in reports),
-        "seconds": seconds,
-        "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+        **times,
         "threads": drain.DRAIN_THREADS + 1,
         "valid_rows": sum(r.valid_rows for r in reports),
         "quarantined": sum(r.quarantined for r in reports),
@@ -127,16 +148,14 @@ def provider(spec: Spec) -> dict[str, Any]:
 
     as_task_process()
     operator = peer_provider.operator(spec["conn_id"], spec["topics"], spec["messages"], spec["lake_dir"])
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    timer = start_when_told()
     operator.execute(context={})
-    seconds = time.perf_counter() - started
-    cpu = round(cpu_seconds() - cpu_started, 2)
-    first_batch = peer_provider.first_batch_seconds(started)
+    times = timer.stop()
+    first_batch = peer_provider.first_batch_seconds(timer.started)
     files, rows = peer_provider.written(spec["lake_dir"])
     return {
         "messages": rows,  # counted from the Parquet footers of what it wrote
-        "seconds": seconds,
-        "cpu_seconds": cpu,
+        **times,
         # from execute() to its first batch in hand: consumer, group join, first fetch
         "first_batch_seconds": first_batch,
         "files": files,
@@ -155,6 +174,7 @@ def warm(spec: Spec) -> dict[str, Any]:
     as_task_process()
     lake.lake_root(load_settings()).fs  # noqa: B018 - registers Airflow's file systems
     peer_provider.operator("warm", ["warm"], 1, "/nonexistent")
+    start_when_told()
     return {"seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -165,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in CONTENDERS:
         sys.exit(f"usage: python -m metrify_dev.bench.contenders {'|'.join(CONTENDERS)} < SPEC_JSON")
-    result = CONTENDERS[args[0]](json.load(sys.stdin))
+    result = CONTENDERS[args[0]](json.loads(sys.stdin.readline()))
     print(json.dumps(result), flush=True)
 
 

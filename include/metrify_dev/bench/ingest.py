@@ -8,15 +8,22 @@ broker (`--brokers`, default both):
 - `mock`: librdkafka's in-process mock cluster (`metrify_dev.kafka_mock`), which keeps only about
   5 MB per partition and auto-creates topics with 4 partitions, so the backlog is spread over as
   many topics as needed (`TOPIC_MESSAGES` each).
-On each broker, three contenders read the same backlog, each in a process of its own with a
-fresh consumer group and a fresh lake folder (`bench.contenders`):
-1. raw consume: every message to the high watermark, no decoding, no writing (the ceiling);
-2. the drain: `drain_partition` over every partition, configured as the ingestion task does;
+On each broker, the contenders read the same backlog, each run with a fresh consumer group and
+a fresh lake folder, in processes of its own (`bench.contenders`) that start their work together:
+1. raw consume: every message to the high watermark, no decoding, no writing; in one process and
+   in `--processes` processes (default: one per core), the better of the two is the ceiling;
+2. the drain: `drain_partition`, configured as the ingestion task does, with the partitions dealt
+   out over `--processes` processes the way the scheduler hands the mapped `drain` tasks to free
+   worker slots (each process drains its partitions one after another, a new consumer for each,
+   as task processes do); also in one process, for comparison;
 3. the provider: the Airflow Kafka provider's `ConsumeFromTopicOperator` writing zstd Parquet
-   per batch through `apply_function_batch` (`bench.peer_provider` says what it does and does not).
-They run `--repeats` times, interleaved, so a busy moment on the machine hits all alike; the best
-rate of each counts. Results go to `bench-results/ingest.json` (every run, best rates, ratios
-drain/raw and drain/provider, peak RSS, CPU, broker CPU, load average) and to stdout.
+   per batch through `apply_function_batch`, one task as its documentation shows it
+   (`bench.peer_provider` says what it does and does not).
+A parallel run's rate is all its messages over the time from the first process's start to the
+last one's end. They run `--repeats` times, interleaved, so a busy moment on the machine hits all
+alike; the best rate of each counts. Results go to `bench-results/ingest.json` (every run, best
+rates, ratios drain/raw and drain/provider, peak RSS per process, CPU, broker CPU, load average)
+and to stdout.
 
 The provider's operator does no validation: a message that is not JSON fails it, so the shared
 backlog has no poison messages unless `--poison-rate` asks for them (then it is left out).
@@ -39,19 +46,46 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from metrify.config import load_settings
 from metrify.ingest import kafka
 from metrify_dev import REPO_ROOT, kafka_broker, kafka_mock
 from metrify_dev.bench import peer_provider
+from metrify_dev.bench.contenders import GO, READY
 
 TOPIC_MESSAGES = 300_000  # per topic on the mock broker (it keeps about 5 MB per partition)
 REAL_TOPIC = "bench-meter-readings"
-CONTENDERS = ("raw", "drain", "provider")
 PYCACHE = REPO_ROOT / ".metrify" / "bench-pycache"
-LABELS = {"raw": "raw consume (ceiling)", "drain": "drain (project)", "provider": "provider operator"}
+# What the contenders' processes report that adds up over parallel processes.
+SUMMED = ("messages", "bytes", "valid_rows", "quarantined", "files")
 TARGETS = {"drain_to_raw": 0.5, "drain_to_provider": 5.0, "drain_peak_rss_mib": 1024}
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One line of the benchmark: what `bench.contenders` runs, in how many processes."""
+
+    name: str
+    kind: str  # raw, drain or provider
+    processes: int
+    label: str
+
+
+def contenders_for(processes: int, provider: bool) -> list[Contender]:
+    """Raw consume in one process and in `processes`; the drain the way a deployment runs it, its
+    mapped tasks spread over `processes` worker slots (and in one process for comparison); the
+    provider's operator, one task as its documentation shows it."""
+    found = [Contender("raw", "raw", 1, "raw consume, 1 process")]
+    if processes > 1:
+        found += [
+            Contender("raw_parallel", "raw", processes, f"raw consume, {processes} processes"),
+            Contender("drain_one_process", "drain", 1, "drain, 1 process"),
+        ]
+    found.append(Contender("drain", "drain", processes, f"drain (project), {processes} process(es)"))
+    if provider:
+        found.append(Contender("provider", "provider", 1, "provider operator"))
+    return found
 
 
 @dataclass
@@ -197,29 +231,79 @@ def child_environment(tmp: Path) -> dict[str, str]:
     }
 
 
-def _run_child(kind: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Run `bench.contenders` in a fresh interpreter; its JSON result is the last line it prints."""
-    done = subprocess.run(
+def _start(kind: str, spec: dict[str, Any], env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
+    """`bench.contenders` in a fresh interpreter, set up and waiting for `go`; its stderr to `log`."""
+    child = subprocess.Popen(
         [sys.executable, "-m", "metrify_dev.bench.contenders", kind],
-        input=json.dumps(spec),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
         text=True,
         env=env,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark step {kind} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(json.dumps(spec) + "\n")
+    child.stdin.flush()
+    while line := child.stdout.readline():  # whatever imports print comes before
+        if line.strip() == READY:
+            return child
+    child.wait()
+    raise RuntimeError(f"benchmark step {kind} failed before it started:\n{_tail(log)}")
 
 
-def _child(kind: str, spec: dict[str, Any], env: dict[str, str], broker_pid: int) -> dict[str, Any]:
+def _tail(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()[-3000:]
+
+
+def _run_processes(kind: str, specs: list[dict[str, Any]], env: dict[str, str]) -> dict[str, Any]:
+    """Run one contender in `len(specs)` processes that start their work together; their JSON
+    results (the last line each prints) summed: messages and CPU over all, wall time from the
+    first start to the last end, peak RSS of the largest process and of all together."""
+    logs = [tempfile.TemporaryFile("w+") for _ in specs]
+    try:
+        children = [_start(kind, spec, env, log) for spec, log in zip(specs, logs, strict=True)]
+        for child in children:  # all are set up: go
+            assert child.stdin is not None
+            child.stdin.write(GO + "\n")
+            child.stdin.close()
+        outputs = []
+        for child, log in zip(children, logs, strict=True):
+            assert child.stdout is not None
+            out = child.stdout.read()
+            if child.wait() != 0:
+                raise RuntimeError(f"benchmark step {kind} failed:\n{_tail(log)}")
+            outputs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for log in logs:
+            log.close()
+    if len(outputs) == 1:
+        return {**outputs[0], "processes": 1}
+    summed = {key: sum(o[key] for o in outputs) for key in outputs[0] if key in SUMMED}
+    return {
+        **summed,
+        "seconds": max(o["ended_at"] for o in outputs) - min(o["started_at"] for o in outputs),
+        "cpu_seconds": round(sum(o["cpu_seconds"] for o in outputs), 2),
+        "peak_rss_mib": max(o["peak_rss_mib"] for o in outputs),
+        "peak_rss_mib_all_processes": round(sum(o["peak_rss_mib"] for o in outputs), 1),
+        "processes": len(outputs),
+        "per_process": outputs,
+    }
+
+
+def _child(contender: Contender, spec: dict[str, Any], env: dict[str, str], broker_pid: int) -> dict[str, Any]:
     """One timed contender run, with the machine's load and the broker's CPU time around it."""
     load = os.getloadavg()[0]
     broker_cpu = _process_cpu_seconds(broker_pid)
     started = time.perf_counter()
-    result = _run_child(kind, spec, env)
+    specs = [spec]
+    if contender.processes > 1:  # partitions dealt out the way a scheduler hands mapped tasks to free slots
+        specs = [
+            {**spec, "assignments": spec["assignments"][n :: contender.processes]} for n in range(contender.processes)
+        ]
+    result = _run_processes(contender.kind, specs, env)
     broker_cpu_after = _process_cpu_seconds(broker_pid)
-    result["process_seconds"] = round(time.perf_counter() - started, 2)  # interpreter, imports and all
+    result["process_seconds"] = round(time.perf_counter() - started, 2)  # interpreters, imports and all
     result["load_1m_at_start"] = round(load, 2)
     if broker_cpu is not None and broker_cpu_after is not None:
         result["broker_cpu_seconds"] = round(broker_cpu_after - broker_cpu, 2)
@@ -227,8 +311,10 @@ def _child(kind: str, spec: dict[str, Any], env: dict[str, str], broker_pid: int
     return result
 
 
-def _spec(kind: str, topics: Topics, attempt: int, lake: Path, total: int, batch_size: int) -> dict[str, Any]:
-    group = f"bench-{kind}-{attempt}"
+def _spec(
+    contender: Contender, topics: Topics, attempt: int, lake: Path, total: int, batch_size: int
+) -> dict[str, Any]:
+    group, kind = f"bench-{contender.name}-{attempt}", contender.kind
     settings = load_settings()
     if kind == "raw":
         return {"config": kafka.consumer_config(topics.extra, group), "assignments": topics.pairs}
@@ -261,52 +347,61 @@ def _rate_after_first_batch(run: dict[str, Any]) -> float | None:
 
 
 def measure(
-    topics: Topics, tmp: Path, total: int, batch_size: int, repeats: int, contenders: tuple[str, ...]
+    topics: Topics, tmp: Path, total: int, batch_size: int, repeats: int, contenders: list[Contender]
 ) -> dict[str, Any]:
     """Every contender `repeats` times, interleaved, each with a fresh group and lake folder."""
     base_env = child_environment(tmp)
-    _run_child("warm", {}, {**base_env, "METRIFY_LAKE_URL": (tmp / "lake-warm").as_uri()})
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in contenders}
+    _run_processes("warm", [{}], {**base_env, "METRIFY_LAKE_URL": (tmp / "lake-warm").as_uri()})
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in contenders}
     for attempt in range(1, repeats + 1):
-        for kind in contenders:
-            lake = tmp / f"lake-{topics.broker}-{kind}-{attempt}"
-            spec = _spec(kind, topics, attempt, lake, total, batch_size)
+        for contender in contenders:
+            lake = tmp / f"lake-{topics.broker}-{contender.name}-{attempt}"
+            spec = _spec(contender, topics, attempt, lake, total, batch_size)
             env = {**base_env, "METRIFY_LAKE_URL": lake.as_uri()}
-            if kind == "provider":  # its connection, the way Airflow reads one from the environment
+            if contender.kind == "provider":  # its connection, the way Airflow reads one from the environment
                 connection = peer_provider.connection(topics.extra, group_id=f"bench-provider-{attempt}")
                 env[peer_provider.connection_variable(spec["conn_id"])] = json.dumps(connection)
-            run = _child(kind, spec, env, topics.broker_pid)
+            run = _child(contender, spec, env, topics.broker_pid)
             shutil.rmtree(lake, ignore_errors=True)
-            runs[kind].append(run)
-            print(f"  [{attempt}/{repeats}] {LABELS[kind]}: {_describe_run(kind, run)}", flush=True)
-            if run["messages"] != total or (kind == "drain" and run["valid_rows"] + run["quarantined"] != total):
-                raise RuntimeError(f"{kind} lost messages on the {topics.broker} broker: produced {total}, got {run}")
-    best = {kind: max(found, key=lambda r: r["rate"]) for kind, found in runs.items()}
-    ratios: dict[str, float] = {}
-    if "raw" in best and "drain" in best:
-        ratios["drain_to_raw"] = round(best["drain"]["rate"] / best["raw"]["rate"], 3)
-    if "provider" in best and "drain" in best:
+            runs[contender.name].append(run)
+            print(f"  [{attempt}/{repeats}] {contender.label}: {_describe_run(contender.kind, run)}", flush=True)
+            complete = contender.kind != "drain" or run["valid_rows"] + run["quarantined"] == total
+            if run["messages"] != total or not complete:
+                raise RuntimeError(
+                    f"{contender.name} lost messages on the {topics.broker} broker: produced {total}, got {run}"
+                )
+    best = {name: max(found, key=lambda r: r["rate"]) for name, found in runs.items()}
+    ceiling = max(best[name]["rate"] for name in ("raw", "raw_parallel") if name in best)
+    drain = best["drain"]["rate"]
+    ratios: dict[str, float] = {"drain_to_raw": round(drain / ceiling, 3)}
+    if "drain_one_process" in best:
+        ratios["drain_one_process_to_raw"] = round(best["drain_one_process"]["rate"] / ceiling, 3)
+    if "provider" in best:
         provider = best["provider"]
-        ratios["drain_to_provider"] = round(best["drain"]["rate"] / provider["rate"], 2)
+        ratios["drain_to_provider"] = round(drain / provider["rate"], 2)
+        if "drain_one_process" in best:
+            ratios["drain_one_process_to_provider"] = round(best["drain_one_process"]["rate"] / provider["rate"], 2)
         after_first = [rate for rate in map(_rate_after_first_batch, runs["provider"]) if rate is not None]
         if after_first:  # the provider's rate once its group is joined and its first batch read
-            ratios["drain_to_provider_after_first_batch"] = round(best["drain"]["rate"] / max(after_first), 2)
-    peak = {kind: max(r["peak_rss_mib"] for r in found) for kind, found in runs.items()}
+            ratios["drain_to_provider_after_first_batch"] = round(drain / max(after_first), 2)
+    peak = {name: max(r["peak_rss_mib"] for r in found) for name, found in runs.items()}
     return {
         "broker": topics.description,
         "topics": topics.topics,
         "partitions": len(topics.pairs),
         "produce_seconds": round(topics.produce_seconds, 1),
+        "contenders": {c.name: {"label": c.label, "processes": c.processes} for c in contenders},
         "runs": runs,
         "best": best,
-        "best_rates": {kind: round(run["rate"]) for kind, run in best.items()},
-        "all_rates": {kind: [round(r["rate"]) for r in found] for kind, found in runs.items()},
+        "best_rates": {name: round(run["rate"]) for name, run in best.items()},
+        "ceiling_rate": round(ceiling),
+        "all_rates": {name: [round(r["rate"]) for r in found] for name, found in runs.items()},
         "ratios": ratios,
         "peak_rss_mib": peak,
         "targets_met": {
-            "drain_to_raw": ratios.get("drain_to_raw", 0) >= TARGETS["drain_to_raw"],
-            "drain_to_provider": ratios.get("drain_to_provider", 0) >= TARGETS["drain_to_provider"]
-            if "provider" in best
+            "drain_to_raw": ratios["drain_to_raw"] >= TARGETS["drain_to_raw"],
+            "drain_to_provider": ratios["drain_to_provider"] >= TARGETS["drain_to_provider"]
+            if "drain_to_provider" in ratios
             else None,
             "drain_peak_rss_mib": peak["drain"] < TARGETS["drain_peak_rss_mib"],
         },
@@ -314,15 +409,21 @@ def measure(
 
 
 def run(
-    messages: int, batch_size: int, poison_rate: float, repeats: int = 3, brokers: tuple[str, ...] = ("real", "mock")
+    messages: int,
+    batch_size: int,
+    poison_rate: float,
+    repeats: int = 3,
+    brokers: tuple[str, ...] = ("real", "mock"),
+    processes: int | None = None,
 ) -> dict[str, Any]:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    contenders = CONTENDERS if poison_rate == 0 else tuple(k for k in CONTENDERS if k != "provider")
+    processes = processes or os.cpu_count() or 1
+    contenders = contenders_for(processes, provider=poison_rate == 0)
     started = time.perf_counter()
     backlog = simulate_backlog(messages, poison_rate)
     total = len(backlog.values)
     print(f"simulated {total:,} messages ({backlog.avg_bytes:.0f} B each) in {time.perf_counter() - started:.1f} s")
-    if "provider" not in contenders:
+    if poison_rate:
         print("poison messages in the backlog: the provider's operator (no validation) is left out")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="metrify-bench-") as tmp_name:
@@ -348,6 +449,7 @@ def run(
         "avg_message_bytes": round(backlog.avg_bytes),
         "poison_rate": poison_rate,
         "repeats": repeats,
+        "processes": processes,
         "drain": {"batch_size": batch_size, "batch_bytes": settings.batch_bytes},
         "provider": {
             "package": f"apache-airflow-providers-apache-kafka {version('apache-airflow-providers-apache-kafka')}",
@@ -371,26 +473,31 @@ def table(result: dict[str, Any]) -> str:
         f"{result['messages']:,} messages of {result['avg_message_bytes']} B, best of {result['repeats']} "
         f"(load average {result['machine']['load_average_at_start']} at start, "
         f"{result['machine']['load_average_at_end']} at end, {result['machine']['cpus']} cores)",
-        f"{'broker':<6} {'contender':<22} {'best msg/s':>11}  {'all runs (msg/s)':<27} {'CPU s':>6} "
+        f"{'broker':<6} {'contender':<30} {'best msg/s':>11}  {'all runs (msg/s)':<22} {'CPU s':>6} "
         f"{'broker CPU s':>12} {'peak RSS MiB':>12}",
     ]
     for broker, found in result["brokers"].items():
-        for kind, best in found["best"].items():
-            runs = ", ".join(f"{rate / 1000:,.0f}k" for rate in found["all_rates"][kind])
+        for name, best in found["best"].items():
+            runs = ", ".join(f"{rate / 1000:,.0f}k" for rate in found["all_rates"][name])
             lines.append(
-                f"{broker:<6} {LABELS[kind]:<22} {best['rate']:>11,.0f}  {runs:<27} {best['cpu_seconds']:>6} "
-                f"{best.get('broker_cpu_seconds', ''):>12} {found['peak_rss_mib'][kind]:>12}"
+                f"{broker:<6} {found['contenders'][name]['label']:<30} {best['rate']:>11,.0f}  {runs:<22} "
+                f"{best['cpu_seconds']:>6} {best.get('broker_cpu_seconds', ''):>12} {found['peak_rss_mib'][name]:>12}"
             )
     for broker, found in result["brokers"].items():
         ratios, met = found["ratios"], found["targets_met"]
-        text = f"{broker}: drain/raw {ratios.get('drain_to_raw')} (target >= {TARGETS['drain_to_raw']}: "
+        text = f"{broker}: drain/raw {ratios['drain_to_raw']} (target >= {TARGETS['drain_to_raw']}: "
         text += "met" if met["drain_to_raw"] else "missed"
         if "drain_to_provider" in ratios:
             text += f"), drain/provider {ratios['drain_to_provider']} (target >= {TARGETS['drain_to_provider']}: "
             text += "met" if met["drain_to_provider"] else "missed"
             if "drain_to_provider_after_first_batch" in ratios:
                 text += f"; {ratios['drain_to_provider_after_first_batch']} against its rate after the first batch"
-        lines.append(text + ")")
+        text += ")"
+        if "drain_one_process_to_raw" in ratios:
+            text += f"; in 1 process: drain/raw {ratios['drain_one_process_to_raw']}"
+            if "drain_one_process_to_provider" in ratios:
+                text += f", drain/provider {ratios['drain_one_process_to_provider']}"
+        lines.append(text)
     return "\n".join(lines)
 
 
@@ -405,12 +512,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--brokers", default="real,mock", help="comma-separated: real (Kafka 4.4, needs java and mvn), mock"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes the drain's partitions (and the parallel raw consume's) are spread over",
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench-results" / "ingest.json")
     args = parser.parse_args(argv)
     brokers = tuple(b.strip() for b in args.brokers.split(",") if b.strip())
     if not brokers or set(brokers) - {"real", "mock"}:
         parser.error("--brokers takes real, mock or both")
-    result = run(args.messages, args.batch_size, args.poison_rate, args.repeats, brokers)
+    result = run(args.messages, args.batch_size, args.poison_rate, args.repeats, brokers, args.processes)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
