@@ -168,3 +168,42 @@ def test_a_drain_killed_or_failing_mid_batch_leaves_nothing_on_s3(
     monkeypatch.setattr(drain, "decode_chunk", decode_chunk)
     report = drain.drain_partition(config, topic, 0, root, batch_size=5000)  # and the next drain does it all
     assert report.start_offset == 0 and report.consumed == report.end_offset > 0
+
+
+def test_heating_meters_read_the_validated_weather_from_s3(s3_lake: str) -> None:
+    """The daily substitutes' weather read (`substitution.daily.read_weather`) on the `s3://` lake:
+    a local day's mean temperature per city, DWD preferred per clock hour."""
+    from datetime import date
+
+    import pandas as pd
+
+    from metrify.contracts.weather import DATASET as WEATHER
+    from metrify.contracts.weather import WEATHER_SCHEMA
+    from metrify.substitution import daily, method
+
+    root = lake.lake_root()
+    hours = pd.date_range("2026-11-17 23:00", periods=24, freq="h", tz="UTC")  # local 18 Nov
+    for source, minute, celsius in (("dwd", 0, 4.0), ("openweathermap", 37, 9.0)):
+        stamps = hours + pd.Timedelta(minutes=minute)
+        for day in sorted(set(stamps.date)):
+            these = stamps[stamps.date == day]
+            table = pa.Table.from_pylist(
+                [
+                    {
+                        "city": "Berlin",
+                        "source": source,
+                        "observed_at": t.to_pydatetime(),
+                        "temperature_celsius": celsius,
+                    }
+                    for t in these
+                ],
+                schema=WEATHER_SCHEMA,
+            )
+            lake.write_parquet(
+                table, lake.partition_path(root, "validated", WEATHER, date=str(day)) / f"{source}.parquet"
+            )
+
+    observations = daily.read_weather(root, [date(2026, 11, 17), date(2026, 11, 18)])
+    assert len(observations) == 48
+    days = method.day_temperatures(observations)
+    assert days.to_dict("records") == [{"city": "Berlin", "local_date": date(2026, 11, 18), "temperature_celsius": 4.0}]
