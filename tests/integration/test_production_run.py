@@ -26,8 +26,8 @@ import pytest
 from metrify_dev import production
 from tests.skip_rule import require
 
-METERS = 60
-HOURS = 1
+METERS = 200
+HOURS = 6
 # start-up alone (broker, PostgreSQL, db migrate, Airflow healthy) takes 2-4 minutes on two cores
 pytestmark = pytest.mark.timeout(1200)
 
