@@ -59,7 +59,7 @@ class Timer:
 
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
-    cpu_started: float = field(default_factory=lambda: cpu_seconds())
+    cpu_started: float = field(default_factory=cpu_seconds)
 
     def stop(self) -> dict[str, float]:
         return {

@@ -231,8 +231,8 @@ def child_environment(tmp: Path) -> dict[str, str]:
     }
 
 
-def _start(kind: str, spec: dict[str, Any], env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
-    """`bench.contenders` in a fresh interpreter, set up and waiting for `go`; its stderr to `log`."""
+def _spawn(kind: str, spec: dict[str, Any], env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
+    """`bench.contenders` in a fresh interpreter, given its spec; its stderr to `log`."""
     child = subprocess.Popen(
         [sys.executable, "-m", "metrify_dev.bench.contenders", kind],
         stdin=subprocess.PIPE,
@@ -241,12 +241,18 @@ def _start(kind: str, spec: dict[str, Any], env: dict[str, str], log: IO[str]) -
         text=True,
         env=env,
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
     child.stdin.write(json.dumps(spec) + "\n")
     child.stdin.flush()
+    return child
+
+
+def _wait_ready(child: subprocess.Popen[str], kind: str, log: IO[str]) -> None:
+    """Until the child has set up and waits for `go`; its failure before that is an error."""
+    assert child.stdout is not None
     while line := child.stdout.readline():  # whatever imports print comes before
         if line.strip() == READY:
-            return child
+            return
     child.wait()
     raise RuntimeError(f"benchmark step {kind} failed before it started:\n{_tail(log)}")
 
@@ -264,7 +270,8 @@ def _run_processes(kind: str, specs: list[dict[str, Any]], env: dict[str, str]) 
     children: list[subprocess.Popen[str]] = []
     try:
         for spec, log in zip(specs, logs, strict=True):
-            children.append(_start(kind, spec, env, log))
+            children.append(_spawn(kind, spec, env, log))
+            _wait_ready(children[-1], kind, log)
         for child in children:  # all are set up: go
             assert child.stdin is not None
             child.stdin.write(GO + "\n")
