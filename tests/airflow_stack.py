@@ -12,17 +12,12 @@ Starting it takes about 1-2 minutes; nothing here needs a browser. Loaded by tes
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from metrify_dev.ports import free_port
 
 
 @pytest.fixture(scope="module")

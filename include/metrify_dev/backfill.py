@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from metrify.config import Settings, load_settings
+from metrify_dev.ports import free_port
 from metrify_dev.processes import alive, spawn, terminate
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
@@ -53,12 +53,6 @@ class BackfillResult:
         return bool(self.runs) and all(r["state"] == "success" for r in self.runs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def scheduler_environment(
     settings: Settings, extra_connections: dict[str, dict[str, Any]] | None = None, port: int | None = None
 ) -> dict[str, str]:
@@ -66,7 +60,7 @@ def scheduler_environment(
     from metrify_dev.airflow_env import environment
     from metrify_dev.stack import stack_environment
 
-    port = port or _free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = stack_environment(settings)
     env.update(

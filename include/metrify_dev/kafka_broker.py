@@ -31,7 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from metrify.file_lock import exclusive
+from metrify_dev import ports
 
 KAFKA_VERSION = "4.4.0"
 KAFKA_ARTIFACT = "org.apache.kafka:kafka_2.13"
@@ -214,22 +214,6 @@ def _random_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -577,10 +561,8 @@ class KafkaBroker:
         setup = self._read_setup()
         if setup is not None:
             return setup
-        client_port = _free_port()
-        controller_port = _free_port()
-        while controller_port == client_port:
-            controller_port = _free_port()
+        client_port = ports.free_port(HOST)
+        controller_port = ports.free_port(HOST, exclude={client_port})
         setup = {
             "kafka_version": self.version,
             "cluster_id": _random_cluster_id(),
@@ -656,7 +638,7 @@ class KafkaBroker:
         timings["resolve_s"] = round(time.monotonic() - begun, 2)
         setup = self._ensure_setup()
         for port in (setup["client_port"], setup["controller_port"]):
-            if not _port_free(port):
+            if not ports.is_free(port, HOST):
                 raise KafkaBrokerError(
                     f"port {HOST}:{port}, kept for this broker since its first start, is in use "
                     f"by another process: free it, or stop the broker and remove "
