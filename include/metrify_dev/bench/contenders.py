@@ -14,20 +14,31 @@ both carry Airflow and its plugins, loaded before the timer as in a task process
 - `drain`: the project's `drain_partition` over every partition, configured exactly as the
   `ingest_meter_readings` task configures it (`metrify.ingest.tasks.drain_one`).
 - `provider`: the Airflow Kafka provider's `ConsumeFromTopicOperator` (`bench.peer_provider`).
+- `stages`: the drain's stages one after another in one thread, each timed on its own
+  (`profile_stages`): where the drain's CPU per message goes.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 Spec = dict[str, Any]
 READY, GO = "ready", "go"
+# The drain's stages, in the order a message goes through them (`profile_stages`).
+STAGES = {
+    "consume": "consume (librdkafka's fetch threads included)",
+    "extract": "values and Kafka timestamps out of the messages",
+    "decode": "JSON parse, validation, Kafka coordinates",
+    "write": "split by event hour, zstd Parquet, publish and sync",
+}
 
 
 def peak_rss_mib() -> float:
@@ -163,6 +174,85 @@ def provider(spec: Spec) -> dict[str, Any]:
     }
 
 
+def profile_stages(spec: Spec) -> dict[str, Any]:
+    """The drain's stages one after another in this thread, with the drain's own functions and
+    chunk size: each partition consumed whole to its high watermark, then cut into the drain's
+    chunks, each chunk's values pulled out (`Chunk.of`), decoded (`decode_chunk`) and written
+    (`BatchFiles`, one per `batch_size` messages). Each stage's CPU time is the process's, taken
+    around that stage alone (the consumer is idle at its high watermark during the others).
+
+    The drain overlaps these stages over its threads; their sum is its CPU per message before the
+    threads' hand-offs."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from metrify import lake
+    from metrify.config import load_settings
+    from metrify.ingest import drain
+
+    as_task_process()
+    settings = load_settings()
+    root = lake.lake_root(settings)
+    consumer = Consumer(spec["config"])
+    spent = dict.fromkeys(STAGES, 0.0)
+    count = valid_rows = quarantined = 0
+
+    def timed(stage: str, work: Any, *args: Any) -> Any:
+        clock = cpu_seconds()
+        result = work(*args)
+        spent[stage] += cpu_seconds() - clock
+        return result
+
+    gc.disable()  # as the drain does while it drains (`drain._gc_paused`)
+    timer = start_when_told()
+    try:
+        for topic, partition in spec["assignments"]:
+            messages = timed("consume", _consume_partition, consumer, TopicPartition(topic, partition))
+            spool = drain.spool_dir(root, topic, partition, 0, str(settings.home))
+            for first in range(0, len(messages), spec["batch_size"]):
+                batch = messages[first : first + spec["batch_size"]]
+                files = drain.BatchFiles(root, topic, partition, drain.offset_of(batch[0]), spool)
+                for start in range(0, len(batch), drain.CHUNK_MESSAGES):
+                    chunk = timed("extract", drain.Chunk.of, batch[start : start + drain.CHUNK_MESSAGES])
+                    now = datetime.now(UTC)
+                    decoded = timed("decode", drain.decode_chunk, chunk, topic, partition, now, settings.late_lookback)
+                    timed("write", files.add, decoded)
+                files.consumed, files.last_read = len(batch), drain.offset_of(batch[-1])
+                result = timed("write", files.close)
+                valid_rows, quarantined = valid_rows + result.valid_rows, quarantined + result.quarantined
+            count += len(messages)
+        times = timer.stop()
+    finally:
+        consumer.close()
+    return {
+        "messages": count,
+        **times,
+        "stage_cpu_seconds": {stage: round(seconds, 3) for stage, seconds in spent.items()},
+        "valid_rows": valid_rows,
+        "quarantined": quarantined,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _consume_partition(consumer: Any, partition: Any) -> list[Any]:
+    """Every message of one partition, from its low to its high watermark, as the drain's
+    reading thread consumes them (chunks of up to `CHUNK_MESSAGES`)."""
+    from confluent_kafka import TopicPartition
+
+    from metrify.ingest.drain import CHUNK_MESSAGES
+
+    low, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+    consumer.assign([TopicPartition(partition.topic, partition.partition, low)])
+    messages: list[Any] = []
+    last = low - 1
+    while last < high - 1:
+        found = [m for m in consumer.consume(min(CHUNK_MESSAGES, high - 1 - last), timeout=1.0) if not m.error()]
+        if found:
+            messages.extend(found)
+            last = found[-1].offset()
+    consumer.unassign()
+    return messages
+
+
 def warm(spec: Spec) -> dict[str, Any]:
     """Import what the contenders import, lazily included (Airflow's plugins, the lake's file
     systems, the provider's operator), so that the bytecode cache is complete before a timed run."""
@@ -178,7 +268,7 @@ def warm(spec: Spec) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - started, 2)}
 
 
-CONTENDERS = {"raw": raw_consume, "drain": drain, "provider": provider, "warm": warm}
+CONTENDERS = {"raw": raw_consume, "drain": drain, "provider": provider, "stages": profile_stages, "warm": warm}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,9 @@ a fresh lake folder, in processes of its own (`bench.contenders`) that start the
 3. the provider: the Airflow Kafka provider's `ConsumeFromTopicOperator` writing zstd Parquet
    per batch through `apply_function_batch`, one task as its documentation shows it
    (`bench.peer_provider` says what it does and does not).
+Then, once per broker, the drain's stages are profiled one after another in one thread
+(`bench.contenders.profile_stages`): CPU microseconds per message for consuming, pulling the
+values out, decoding and validating, and writing, beside the drain's own CPU per message.
 A parallel run's rate is all its messages over the time from the first process's start to the
 last one's end. They run `--repeats` times, interleaved, so a busy moment on the machine hits all
 alike; the best rate of each counts. Results go to `bench-results/ingest.json` (every run, best
@@ -52,7 +55,7 @@ from metrify.config import load_settings
 from metrify.ingest import kafka
 from metrify_dev import REPO_ROOT, kafka_broker, kafka_mock
 from metrify_dev.bench import peer_provider
-from metrify_dev.bench.contenders import GO, READY
+from metrify_dev.bench.contenders import GO, READY, STAGES
 
 TOPIC_MESSAGES = 300_000  # per topic on the mock broker (it keeps about 5 MB per partition)
 REAL_TOPIC = "bench-meter-readings"
@@ -334,7 +337,7 @@ def _spec(
     settings = load_settings()
     if kind == "raw":
         return {"config": kafka.consumer_config(topics.extra, group), "assignments": topics.pairs}
-    if kind == "drain":  # exactly as metrify.ingest.tasks configures the drain
+    if kind in ("drain", "stages"):  # exactly as metrify.ingest.tasks configures the drain
         return {
             "config": kafka.consumer_config(topics.extra, group, batch_bytes=settings.batch_bytes),
             "assignments": topics.pairs,
@@ -387,6 +390,7 @@ def measure(
                     f"{contender.name} lost messages on the {topics.broker} broker: produced {total}, got {run}"
                 )
     best = {name: max(found, key=lambda r: r["rate"]) for name, found in runs.items()}
+    stages = profile_stages(topics, tmp, total, batch_size, base_env, best.get("drain_one_process", best["drain"]))
     ceiling = max(best[name]["rate"] for name in ("raw", "raw_parallel") if name in best)
     drain = best["drain"]["rate"]  # over `processes` processes
     single = best.get("drain_one_process", best["drain"])["rate"]  # in one process
@@ -415,6 +419,7 @@ def measure(
         "ceiling_rate": round(ceiling),
         "all_rates": {name: [round(r["rate"]) for r in found] for name, found in runs.items()},
         "ratios": ratios,
+        "stage_profile": stages,
         "peak_rss_mib": peak,
         "targets_met": {
             "drain_to_raw": ratios["drain_to_raw"] >= TARGETS["drain_to_raw"],
@@ -424,6 +429,41 @@ def measure(
             "drain_peak_rss_mib": peak["drain"] < TARGETS["drain_peak_rss_mib"],
         },
     }
+
+
+def profile_stages(
+    topics: Topics, tmp: Path, total: int, batch_size: int, env: dict[str, str], drain: dict[str, Any]
+) -> dict[str, Any]:
+    """The drain's stages one after another in one thread, in CPU microseconds per message, beside
+    the drain's own CPU per message (`drain`: its best run in one process, all threads)."""
+    contender = Contender("stages", "stages", 1, "stage profile")
+    lake = tmp / f"lake-{topics.broker}-stages"
+    spec = _spec(contender, topics, 0, lake, total, batch_size)
+    found = _child(contender, spec, {**env, "METRIFY_LAKE_URL": lake.as_uri()}, topics.broker_pid)
+    shutil.rmtree(lake, ignore_errors=True)
+    if found["messages"] != total or found["valid_rows"] + found["quarantined"] != total:
+        raise RuntimeError(
+            f"the stage profile lost messages on the {topics.broker} broker: produced {total}, got {found}"
+        )
+    per_message = {stage: round(cpu * 1e6 / total, 2) for stage, cpu in found["stage_cpu_seconds"].items()}
+    profile = {
+        "stages": STAGES,
+        "cpu_us_per_message": per_message,
+        "stages_us_per_message": round(sum(per_message.values()), 2),
+        "drain_us_per_message": round(drain["cpu_seconds"] * 1e6 / drain["messages"], 2),
+        "run": found,
+    }
+    print(f"  stage profile: {describe_stages(profile)}", flush=True)
+    return profile
+
+
+def describe_stages(profile: dict[str, Any]) -> str:
+    per_message = profile["cpu_us_per_message"]
+    stages = ", ".join(f"{name} {per_message[name]}" for name in STAGES)
+    return (
+        f"CPU µs per message, one thread: {stages} = {profile['stages_us_per_message']} "
+        f"(the drain in one process, all threads: {profile['drain_us_per_message']})"
+    )
 
 
 def run(
@@ -519,6 +559,7 @@ def table(result: dict[str, Any]) -> str:
         if "drain_processes_to_provider" in ratios:
             text += f"; {processes} drain processes/provider {ratios['drain_processes_to_provider']}"
         lines.append(text)
+        lines.append(f"{broker}: {describe_stages(found['stage_profile'])}")
     return "\n".join(lines)
 
 
