@@ -66,13 +66,13 @@ def test_the_stage_profile_runs_every_message_through_every_stage(result: dict[s
     profile = result["brokers"]["mock"]["stage_profile"]
     run = profile["run"]
     assert run["messages"] == run["valid_rows"] == 3_936 and run["quarantined"] == 0
-    assert list(profile["cpu_us_per_message"]) == ["consume", "extract", "decode", "write"]
+    assert list(profile["cpu_us_per_message"]) == ["read", "decode", "write"]
     for stage, seconds in run["stage_cpu_seconds"].items():
         assert seconds > 0, stage
         assert profile["cpu_us_per_message"][stage] == round(seconds * 1e6 / 3_936, 2)
     # the stages run one after another inside the timed work: together no more than its CPU time
     assert sum(run["stage_cpu_seconds"].values()) <= run["cpu_seconds"] + 0.011
     assert profile["stages_us_per_message"] == round(sum(profile["cpu_us_per_message"].values()), 2)
-    drain = result["brokers"]["mock"]["best"]["drain_one_process"]
-    assert profile["drain_us_per_message"] == round(drain["cpu_seconds"] * 1e6 / 3_936, 2)
-    assert "one thread: consume" in ingest.table(result)
+    drain = [run["cpu_seconds"] * 1e6 / 3_936 for run in result["brokers"]["mock"]["runs"]["drain_one_process"]]
+    assert profile["drain_us_per_message"] == [round(min(drain), 2), round(max(drain), 2)]
+    assert "one thread: read" in ingest.table(result)

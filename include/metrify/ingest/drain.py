@@ -224,7 +224,7 @@ def drain_partition(
         spool = spool_dir(root, topic, partition, ledger.generation, home or str(load_settings().home))
         clear_older_spools(spool)
         consumer.assign([TopicPartition(topic, partition, start)])
-        reader = _PartitionReader(consumer, topic, partition, poll_timeout, idle_timeout)
+        reader = PartitionReader(consumer, topic, partition, poll_timeout, idle_timeout)
         read_from = start
         in_flight: tuple[Future[BatchResult], BatchFiles] | None = None
         # Worker threads decode and write each chunk of messages as soon as it is read, while this
@@ -345,7 +345,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _PartitionReader:
+class PartitionReader:
     """Reads one assigned partition in chunks, keeping what it read beyond a batch for the next."""
 
     def __init__(

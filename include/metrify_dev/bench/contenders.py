@@ -1,6 +1,6 @@
 """One contender of the ingestion benchmark, run in a process of its own by `bench.ingest`.
 
-    python -m metrify_dev.bench.contenders raw|drain|provider
+    python -m metrify_dev.bench.contenders raw|drain|provider|stages|warm
 
 reads its spec (one JSON line, with the connection's credentials: hence not on the command line)
 from standard input, sets up (imports and, for `raw`, the consumer), prints `ready`, waits for a
@@ -34,10 +34,9 @@ Spec = dict[str, Any]
 READY, GO = "ready", "go"
 # The drain's stages, in the order a message goes through them (`profile_stages`).
 STAGES = {
-    "consume": "consume (librdkafka's fetch threads included)",
-    "extract": "values and Kafka timestamps out of the messages",
-    "decode": "JSON parse, validation, Kafka coordinates",
-    "write": "split by event hour, zstd Parquet, publish and sync",
+    "read": "a new consumer reads the partition in the drain's chunks, values and timestamps out",
+    "decode": "JSON parse, validation, Kafka offsets and timestamps attached",
+    "write": "split by event hour, zstd Parquet, published and synced per batch",
 }
 
 
@@ -175,16 +174,12 @@ def provider(spec: Spec) -> dict[str, Any]:
 
 
 def profile_stages(spec: Spec) -> dict[str, Any]:
-    """The drain's stages one after another in this thread, with the drain's own functions and
-    chunk size: each partition consumed whole to its high watermark, then cut into the drain's
-    chunks, each chunk's values pulled out (`Chunk.of`), decoded (`decode_chunk`) and written
-    (`BatchFiles`, one per `batch_size` messages). Each stage's CPU time is the process's, taken
-    around that stage alone (the consumer is idle at its high watermark during the others).
-
-    The drain overlaps these stages over its threads; their sum is its CPU per message before the
-    threads' hand-offs."""
-    from confluent_kafka import Consumer, TopicPartition
-
+    """The drain's stages one after another in this thread, each timed alone (the process's CPU
+    time around it), with the drain's own code: for each partition, a new consumer reads it to
+    its high watermark in the drain's batches and chunks (`PartitionReader`, which also pulls the
+    values and Kafka timestamps out) and is closed; then each chunk is decoded (`decode_chunk`)
+    and written (`BatchFiles`, published and synced per batch). Left out: the ledger, the offset
+    commits and the hand-offs between the drain's threads, which overlap these stages."""
     from metrify import lake
     from metrify.config import load_settings
     from metrify.ingest import drain
@@ -192,7 +187,6 @@ def profile_stages(spec: Spec) -> dict[str, Any]:
     as_task_process()
     settings = load_settings()
     root = lake.lake_root(settings)
-    consumer = Consumer(spec["config"])
     spent = dict.fromkeys(STAGES, 0.0)
     count = valid_rows = quarantined = 0
 
@@ -202,55 +196,57 @@ def profile_stages(spec: Spec) -> dict[str, Any]:
         spent[stage] += cpu_seconds() - clock
         return result
 
-    gc.disable()  # as the drain does while it drains (`drain._gc_paused`)
+    gc.disable()  # as the drain does while it drains
     timer = start_when_told()
-    try:
-        for topic, partition in spec["assignments"]:
-            messages = timed("consume", _consume_partition, consumer, TopicPartition(topic, partition))
-            spool = drain.spool_dir(root, topic, partition, 0, str(settings.home))
-            for first in range(0, len(messages), spec["batch_size"]):
-                batch = messages[first : first + spec["batch_size"]]
-                files = drain.BatchFiles(root, topic, partition, drain.offset_of(batch[0]), spool)
-                for start in range(0, len(batch), drain.CHUNK_MESSAGES):
-                    chunk = timed("extract", drain.Chunk.of, batch[start : start + drain.CHUNK_MESSAGES])
-                    now = datetime.now(UTC)
-                    decoded = timed("decode", drain.decode_chunk, chunk, topic, partition, now, settings.late_lookback)
-                    timed("write", files.add, decoded)
-                files.consumed, files.last_read = len(batch), drain.offset_of(batch[-1])
-                result = timed("write", files.close)
-                valid_rows, quarantined = valid_rows + result.valid_rows, quarantined + result.quarantined
-            count += len(messages)
-        times = timer.stop()
-    finally:
-        consumer.close()
+    for topic, partition in spec["assignments"]:
+        batches = timed("read", _read_partition, spec, topic, partition)
+        spool = drain.spool_dir(root, topic, partition, 0, str(settings.home))
+        for chunks in batches:
+            now = datetime.now(UTC)  # one clock per batch, as the drain judges a batch
+            files = drain.BatchFiles(root, topic, partition, drain.offset_of(chunks[0].messages[0]), spool)
+            for chunk in chunks:
+                decoded = timed("decode", drain.decode_chunk, chunk, topic, partition, now, settings.late_lookback)
+                timed("write", files.add, decoded)
+                files.consumed += len(chunk.messages)
+                files.last_read = chunk.last_offset
+            result = timed("write", files.close)
+            count += files.consumed
+            valid_rows, quarantined = valid_rows + result.valid_rows, quarantined + result.quarantined
+    times = timer.stop()
     return {
         "messages": count,
         **times,
-        "stage_cpu_seconds": {stage: round(seconds, 3) for stage, seconds in spent.items()},
+        "stage_cpu_seconds": {stage: round(seconds, 6) for stage, seconds in spent.items()},
         "valid_rows": valid_rows,
         "quarantined": quarantined,
         "peak_rss_mib": peak_rss_mib(),
     }
 
 
-def _consume_partition(consumer: Any, partition: Any) -> list[Any]:
-    """Every message of one partition, from its low to its high watermark, as the drain's
-    reading thread consumes them (chunks of up to `CHUNK_MESSAGES`)."""
-    from confluent_kafka import TopicPartition
+def _read_partition(spec: Spec, topic: str, partition: int) -> list[list[Any]]:
+    """One partition, low to high watermark, as `drain_partition` reads it: a new consumer, the
+    drain's reader with its default timeouts, batches of `batch_size` messages or `batch_bytes`.
+    Reading stops early only where the reader does (no message for its idle timeout)."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    from metrify.ingest.drain import CHUNK_MESSAGES
+    from metrify.ingest.drain import PartitionReader
 
-    low, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
-    consumer.assign([TopicPartition(partition.topic, partition.partition, low)])
-    messages: list[Any] = []
-    last = low - 1
-    while last < high - 1:
-        found = [m for m in consumer.consume(min(CHUNK_MESSAGES, high - 1 - last), timeout=1.0) if not m.error()]
-        if found:
-            messages.extend(found)
-            last = found[-1].offset()
-    consumer.unassign()
-    return messages
+    consumer = Consumer(spec["config"])
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0, cached=False)
+        consumer.assign([TopicPartition(topic, partition, low)])
+        reader = PartitionReader(consumer, topic, partition, poll_timeout=1.0, idle_timeout=30.0)
+        batches: list[list[Any]] = []
+        read_from = low
+        while read_from < high:
+            chunks = list(reader.chunks(read_from, min(read_from + spec["batch_size"], high) - 1, spec["batch_bytes"]))
+            if not chunks:
+                break
+            batches.append(chunks)
+            read_from = chunks[-1].last_offset + 1
+        return batches
+    finally:
+        consumer.close()
 
 
 def warm(spec: Spec) -> dict[str, Any]:

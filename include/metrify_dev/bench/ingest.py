@@ -20,8 +20,9 @@ a fresh lake folder, in processes of its own (`bench.contenders`) that start the
    per batch through `apply_function_batch`, one task as its documentation shows it
    (`bench.peer_provider` says what it does and does not).
 Then, once per broker, the drain's stages are profiled one after another in one thread
-(`bench.contenders.profile_stages`): CPU microseconds per message for consuming, pulling the
-values out, decoding and validating, and writing, beside the drain's own CPU per message.
+(`bench.contenders.profile_stages`): CPU microseconds per message for reading (a new consumer
+per partition, the drain's reader), decoding and validating, and writing, beside the drain's own
+CPU per message.
 A parallel run's rate is all its messages over the time from the first process's start to the
 last one's end. They run `--repeats` times, interleaved, so a busy moment on the machine hits all
 alike; the best rate of each counts. Results go to `bench-results/ingest.json` (every run, best
@@ -390,7 +391,7 @@ def measure(
                     f"{contender.name} lost messages on the {topics.broker} broker: produced {total}, got {run}"
                 )
     best = {name: max(found, key=lambda r: r["rate"]) for name, found in runs.items()}
-    stages = profile_stages(topics, tmp, total, batch_size, base_env, best.get("drain_one_process", best["drain"]))
+    stages = run_stage_profile(topics, tmp, total, batch_size, base_env, runs.get("drain_one_process", runs["drain"]))
     ceiling = max(best[name]["rate"] for name in ("raw", "raw_parallel") if name in best)
     drain = best["drain"]["rate"]  # over `processes` processes
     single = best.get("drain_one_process", best["drain"])["rate"]  # in one process
@@ -431,11 +432,12 @@ def measure(
     }
 
 
-def profile_stages(
-    topics: Topics, tmp: Path, total: int, batch_size: int, env: dict[str, str], drain: dict[str, Any]
+def run_stage_profile(
+    topics: Topics, tmp: Path, total: int, batch_size: int, env: dict[str, str], drain: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The drain's stages one after another in one thread, in CPU microseconds per message, beside
-    the drain's own CPU per message (`drain`: its best run in one process, all threads)."""
+    """The drain's stages one after another in one thread, in CPU microseconds per message, once,
+    after the timed runs; beside the drain's own CPU per message in one process, all threads
+    (`drain`: its runs; the lowest and the highest)."""
     contender = Contender("stages", "stages", 1, "stage profile")
     lake = tmp / f"lake-{topics.broker}-stages"
     spec = _spec(contender, topics, 0, lake, total, batch_size)
@@ -450,7 +452,9 @@ def profile_stages(
         "stages": STAGES,
         "cpu_us_per_message": per_message,
         "stages_us_per_message": round(sum(per_message.values()), 2),
-        "drain_us_per_message": round(drain["cpu_seconds"] * 1e6 / drain["messages"], 2),
+        "drain_us_per_message": [
+            round(f(r["cpu_seconds"] * 1e6 / r["messages"] for r in drain), 2) for f in (min, max)
+        ],
         "run": found,
     }
     print(f"  stage profile: {describe_stages(profile)}", flush=True)
@@ -462,7 +466,8 @@ def describe_stages(profile: dict[str, Any]) -> str:
     stages = ", ".join(f"{name} {per_message[name]}" for name in STAGES)
     return (
         f"CPU µs per message, one thread: {stages} = {profile['stages_us_per_message']} "
-        f"(the drain in one process, all threads: {profile['drain_us_per_message']})"
+        f"in {profile['run']['seconds']:.2f} s (the drain in one process, all threads: "
+        f"{profile['drain_us_per_message'][0]} to {profile['drain_us_per_message'][1]})"
     )
 
 

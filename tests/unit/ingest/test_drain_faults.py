@@ -89,7 +89,7 @@ class _OutOfRange:
 
 def test_an_out_of_range_fetch_is_an_error_never_a_silent_jump() -> None:
     assert kafka.CONSUMER_OVERRIDES["auto.offset.reset"] == "error"
-    reader = drain._PartitionReader(consumer=None, topic="t", partition=2, poll_timeout=1, idle_timeout=1)
+    reader = drain.PartitionReader(consumer=None, topic="t", partition=2, poll_timeout=1, idle_timeout=1)
     with pytest.raises(drain.OffsetError, match=r"t\[2\]: Kafka refused the offset being read as out of range"):
         reader._is_partition_eof(_OutOfRange())
 

@@ -30,7 +30,7 @@ def _messages(sizes: list[int | None]) -> list[Message]:
 def _read(sizes: list[int | None], max_bytes: int, **reader: Any) -> tuple[list[list[int]], list[int]]:
     """Offsets of each chunk of one batch with the byte budget, and of what was carried over."""
     consumer = _Consumer(_messages(sizes))
-    partition_reader = drain._PartitionReader(consumer, "t", 0, 0.01, 0.05)  # type: ignore[arg-type]
+    partition_reader = drain.PartitionReader(consumer, "t", 0, 0.01, 0.05)  # type: ignore[arg-type]
     chunks = [[m.offset() for m in c.messages] for c in partition_reader.chunks(0, len(sizes) - 1, max_bytes)]
     return chunks, [m.offset() for m in partition_reader.carry]
 
