@@ -32,6 +32,7 @@ from typing import Any
 
 Spec = dict[str, Any]
 READY, GO = "ready", "go"
+IDLE_SECONDS = 30.0  # raw consume gives up on a partition that sends nothing for this long
 # The drain's stages, in the order a message goes through them (`profile_stages`).
 STAGES = {
     "read": "a new consumer reads the partition in the drain's chunks, values and timestamps out",
@@ -89,9 +90,12 @@ def start_when_told() -> Timer:
 
 
 def raw_consume(spec: Spec) -> dict[str, Any]:
-    """Consume every assigned partition to its high watermark; no decoding, no writing."""
+    """Consume every assigned partition to its high watermark; no decoding, no writing. An error
+    event other than a partition's end, or no message for `idle_timeout` seconds (default
+    `IDLE_SECONDS`) before the high watermark, stops it with an error naming the partition."""
     from confluent_kafka import Consumer, TopicPartition
 
+    idle_timeout = spec.get("idle_timeout", IDLE_SECONDS)
     consumer = Consumer(spec["config"])
     timer = start_when_told()
     count = size = 0
@@ -100,18 +104,36 @@ def raw_consume(spec: Spec) -> dict[str, Any]:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
             consumer.assign([TopicPartition(topic, partition, low)])
             last = low - 1
+            idle_since = time.monotonic()
             while last < high - 1:
-                for message in consumer.consume(min(10_000, high - 1 - last), timeout=1.0):
+                messages = consumer.consume(min(10_000, high - 1 - last), timeout=1.0)
+                for message in messages:
                     offset = message.offset()
                     if message.error() or offset is None:
+                        _raise_unless_partition_end(message, topic, partition)
                         continue
                     size += len(message.value() or b"")
                     last = offset
                     count += 1
+                if messages:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > idle_timeout:
+                    raise RuntimeError(
+                        f"{topic}[{partition}]: no message for {idle_timeout} s at offset {last + 1}, "
+                        f"before the high watermark {high}"
+                    )
         times = timer.stop()
     finally:
         consumer.close()
     return {"messages": count, "bytes": size, **times, "peak_rss_mib": peak_rss_mib()}
+
+
+def _raise_unless_partition_end(message: Any, topic: str, partition: int) -> None:
+    from confluent_kafka import KafkaError
+
+    error = message.error()
+    if error is not None and error.code() != KafkaError._PARTITION_EOF:
+        raise RuntimeError(f"{topic}[{partition}]: {error.str()}")
 
 
 def drain(spec: Spec) -> dict[str, Any]:
