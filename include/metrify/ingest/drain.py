@@ -61,6 +61,8 @@ DRAIN_THREADS = 3
 # write (measured: 5,000-row groups twice the cost of 50,000-row groups) and to read.
 ROW_GROUP_ROWS = 32_768
 CHUNK_MESSAGES = 10_000
+POLL_TIMEOUT_SECONDS = 1.0  # one consume call's wait
+IDLE_TIMEOUT_SECONDS = 30.0  # a batch ends early when no message arrives for this long
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -192,8 +194,8 @@ def drain_partition(
     root: ObjectStoragePath,
     batch_size: int = 100_000,
     batch_bytes: int = 64 * 2**20,
-    poll_timeout: float = 1.0,
-    idle_timeout: float = 30.0,
+    poll_timeout: float = POLL_TIMEOUT_SECONDS,
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     home: str | None = None,
     on_batch_written: Callable[[BatchResult], None] | None = None,
     late_lookback: timedelta | None = None,
@@ -349,7 +351,12 @@ class PartitionReader:
     """Reads one assigned partition in chunks, keeping what it read beyond a batch for the next."""
 
     def __init__(
-        self, consumer: Consumer, topic: str, partition: int, poll_timeout: float, idle_timeout: float
+        self,
+        consumer: Consumer,
+        topic: str,
+        partition: int,
+        poll_timeout: float = POLL_TIMEOUT_SECONDS,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self.consumer, self.topic, self.partition = consumer, topic, partition
         self.poll_timeout, self.idle_timeout = poll_timeout, idle_timeout

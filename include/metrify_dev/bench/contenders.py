@@ -247,7 +247,7 @@ def profile_stages(spec: Spec) -> dict[str, Any]:
 
 def _read_partition(spec: Spec, topic: str, partition: int) -> list[list[Any]]:
     """One partition, low to high watermark, as `drain_partition` reads it: a new consumer, the
-    drain's reader with its default timeouts, batches of `batch_size` messages or `batch_bytes`.
+    drain's reader with the drain's timeouts, batches of `batch_size` messages or `batch_bytes`.
     Reading stops early only where the reader does (no message for its idle timeout)."""
     from confluent_kafka import Consumer, TopicPartition
 
@@ -257,7 +257,7 @@ def _read_partition(spec: Spec, topic: str, partition: int) -> list[list[Any]]:
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0, cached=False)
         consumer.assign([TopicPartition(topic, partition, low)])
-        reader = PartitionReader(consumer, topic, partition, poll_timeout=1.0, idle_timeout=30.0)
+        reader = PartitionReader(consumer, topic, partition)
         batches: list[list[Any]] = []
         read_from = low
         while read_from < high:
