@@ -52,7 +52,7 @@ test: lint $(MANIFEST)
 
 # The ingestion benchmark reads one backlog on a real Kafka 4.4 broker (java and mvn; the jars are
 # cached in .metrify/kafka-dist) and on the embedded mock one: INGEST_BENCH_ARGS="--brokers mock"
-# leaves the real one out, "--messages N --repeats N --processes N" resize it. Measured: 3 min 7 s (2026-11-27, idle).
+# leaves the real one out, "--messages N --repeats N --processes N" resize it. Measured: 3 min 28 s (2026-11-27 13:29 UTC).
 INGEST_BENCH_ARGS ?=
 bench: $(BIN)/.installed $(MANIFEST)
 	@$(BIN)/python -m metrify_dev.bench.ingest --output bench-results/ingest.json $(INGEST_BENCH_ARGS)
